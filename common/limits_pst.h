@@ -1,0 +1,28 @@
+/*
+ * Every hard limit of Postern in one place.  Limits that an admin may want
+ * to change are also config parameters (cfg_params.c); these are the
+ * compiled-in ceilings and defaults.
+ */
+#ifndef POSTERN_LIMITS_H
+#define POSTERN_LIMITS_H
+
+/* SMTP command line, including CRLF.  RFC 5321 §4.5.3.1.4 says 512 at
+ * least; extensions (SIZE, DSN, SMTPUTF8) make longer lines legal. */
+#define MAX_SMTP_LINE		2048
+/* One header line (unfolded) while smtpd scans headers. */
+#define MAX_HEADER_LINE		(100 * 1024)
+/* Lines of one internal protocol message. */
+#define MAX_IPC_LINE		8192
+/* Alias / .forward / :include: nesting depth. */
+#define MAX_ALIAS_DEPTH		20
+/* Addresses one alias expansion may produce. */
+#define MAX_ALIAS_EXPANSION	1000
+/* Received headers before a message is a loop (Postfix hopcount_limit). */
+#define MAX_HOPS		50
+/* Bytes of bounce copy of the original message (Postfix
+ * bounce_size_limit). */
+#define MAX_BOUNCE_COPY		50000
+/* Length of an address, local part + '@' + domain (RFC 5321 §4.5.3.1). */
+#define MAX_ADDRESS		1024
+
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: not written yet */
+#include "config.h"

@@ -1,0 +1,3 @@
+#include "config.h"
+#include "test.h"
+int main(void) { return test_done(); }
