@@ -1,2 +1,274 @@
-/* placeholder: not written yet */
+/*
+ * cfg_params: every parameter postern.conf knows, with its type, default
+ * and range (see cfg_params.h).  Defaults are Postfix's (or Dovecot's for
+ * Dovecot names) unless a comment says otherwise.  The order here is for
+ * reading; lookups go through a sorted index built by cfg_param_find().
+ *
+ * Components add their own parameters in the marked sections at the end.
+ */
 #include "config.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg_params.h"
+#include "xmalloc.h"
+
+#define P(n, t, d, w, lo, hi, f)	{ n, t, d, NULL, w, lo, hi, f }
+#define P_STR(n, d)		P(n, CFG_T_STRING, d, NULL, 0, 0, 0)
+#define P_RAW(n, d)		P(n, CFG_T_STRING, d, NULL, 0, 0, CFG_F_RAW)
+#define P_LIST(n, d)		P(n, CFG_T_LIST, d, NULL, 0, 0, 0)
+#define P_INT(n, d, lo, hi)	P(n, CFG_T_INT, d, NULL, lo, hi, 0)
+#define P_SIZE(n, d)		P(n, CFG_T_SIZE, d, NULL, 0, SIZE_CEIL, 0)
+#define P_TIME(n, d)		P(n, CFG_T_TIME, d, NULL, 0, TIME_CEIL, 0)
+#define P_BOOL(n, d)		P(n, CFG_T_BOOL, d, NULL, 0, 0, 0)
+#define P_ENUM(n, d, w)		P(n, CFG_T_ENUM, d, w, 0, 0, 0)
+#define P_MULTI(n, d, w)	P(n, CFG_T_ENUM, d, w, 0, 0, CFG_F_MULTI)
+#define P_LISTEN(n, d)		P(n, CFG_T_LISTEN, d, NULL, 0, 0, 0)
+#define P_MAPS(n, d)		P(n, CFG_T_MAPS, d, NULL, 0, 0, 0)
+#define P_DOMAINS(n, d)		P(n, CFG_T_DOMAINS, d, NULL, 0, 0, CFG_F_FILES)
+#define P_COMPUTED(n, t, fn, f)	{ n, t, NULL, fn, NULL, 0, 0, f }
+/* Dovecot names: quotes around the value are removed. */
+#define D_STR(n, d)	P(n, CFG_T_STRING, d, NULL, 0, 0, CFG_F_DOVECOT)
+#define D_PATH(n, d)	P(n, CFG_T_STRING, d, NULL, 0, 0, \
+			    CFG_F_DOVECOT | CFG_F_LTPATH)
+#define D_INT(n, d, lo, hi) P(n, CFG_T_INT, d, NULL, lo, hi, CFG_F_DOVECOT)
+#define D_TIME(n, d)	P(n, CFG_T_TIME, d, NULL, 0, TIME_CEIL, CFG_F_DOVECOT)
+#define D_BOOL(n, d)	P(n, CFG_T_BOOL, d, NULL, 0, 0, CFG_F_DOVECOT)
+#define D_ENUM(n, d, w)	P(n, CFG_T_ENUM, d, w, 0, 0, CFG_F_DOVECOT)
+#define D_MULTI(n, d, w) P(n, CFG_T_ENUM, d, w, 0, 0, \
+			    CFG_F_DOVECOT | CFG_F_MULTI)
+
+/* 1 TiB and 10 years: larger sizes and times are typing errors. */
+#define SIZE_CEIL	(1LL << 40)
+#define TIME_CEIL	(10LL * 366 * 86400)
+
+#define SASL_OPTIONS \
+	"noanonymous|noplaintext|noactive|nodictionary|mutual_auth|" \
+	"forward_secrecy"
+
+const struct cfg_param cfg_params[] = {
+	/* ---- core: names, destinations, networks ---- */
+	P_COMPUTED("myhostname", CFG_T_STRING, cfg_default_myhostname, 0),
+	P_COMPUTED("mydomain", CFG_T_STRING, cfg_default_mydomain, 0),
+	P_STR("myorigin", "$myhostname"),
+	P_DOMAINS("mydestination",
+	    "$myhostname, localhost.$mydomain, localhost"),
+	P_LIST("inet_interfaces", "all"),
+	P_MULTI("inet_protocols", "all", "all|ipv4|ipv6"),
+	/* Empty: netaddr_mynetworks() derives it from mynetworks_style. */
+	P("mynetworks", CFG_T_NETWORKS, "", NULL, 0, 0, CFG_F_FILES),
+	P_ENUM("mynetworks_style", "host", "host|subnet|class"),
+	P_DOMAINS("relay_domains", ""),
+	P_STR("relayhost", ""),
+
+	/* ---- mailboxes and aliases ---- */
+	P_STR("home_mailbox", ""),
+	P_STR("mail_spool_directory", "/var/mail"),
+	/* One store setting for delivery and reading (DESIGN §1). */
+	P_COMPUTED("mail_location", CFG_T_MAILLOC,
+	    cfg_default_mail_location, CFG_F_DOVECOT),
+	P_MAPS("alias_maps", "hash:/etc/aliases"),
+	P_MAPS("alias_database", "hash:/etc/aliases"),
+	P_SIZE("message_size_limit", "10240000"),
+	P_SIZE("mailbox_size_limit", "51200000"),
+	P_STR("always_bcc", ""),
+	P_STR("recipient_delimiter", ""),
+
+	/* ---- identity, directories, users ---- */
+	P_STR("mail_name", "Postern"),
+	P_STR("smtpd_banner", "$myhostname ESMTP $mail_name"),
+	P_STR("queue_directory", "/var/spool/postern"),
+	P_STR("data_directory", "/var/lib/postern"),
+	P_STR("daemon_directory", PKGLIBEXECDIR),
+	P_STR("run_user", "postern"),
+	P_STR("mail_owner", "$run_user"),
+	P("passdb", CFG_T_PASSDB, "pam", NULL, 0, 0, 0),
+	P("userdb", CFG_T_USERDB, "passwd", NULL, 0, 0, 0),
+	P_STR("default_privs", "nobody"),
+
+	/* ---- listeners (DESIGN §1): empty disables the service ---- */
+	P_LISTEN("smtp_listen", "25"),
+	P_LISTEN("submission_listen", "587"),
+	P_LISTEN("smtps_listen", "465"),
+	P_LISTEN("pop3_listen", "110"),
+	P_LISTEN("pop3s_listen", "995"),
+	P_LISTEN("imap_listen", "143"),
+	P_LISTEN("imaps_listen", "993"),
+
+	/* ---- smtpd ---- */
+	P_INT("smtpd_recipient_limit", "1000", 1, INT_MAX),
+	P_INT("smtpd_hard_error_limit", "20", 1, INT_MAX),
+	P_INT("smtpd_soft_error_limit", "10", 1, INT_MAX),
+	P_TIME("smtpd_error_sleep_time", "1s"),
+	P_TIME("smtpd_timeout", "300s"),
+	P_BOOL("disable_vrfy_command", "yes"),
+	P_BOOL("smtputf8_enable", "yes"),
+	P_BOOL("smtpd_peername_lookup", "yes"),
+	P_INT("smtpd_client_connection_count_limit", "50", 0, INT_MAX),
+	P_BOOL("smtpd_helo_required", "no"),
+	P_BOOL("strict_rfc821_envelopes", "no"),
+	P_MAPS("local_recipient_maps", "proxy:unix:passwd.byname $alias_maps"),
+	P_INT("unknown_local_recipient_reject_code", "550", 400, 599),
+	P_TIME("in_flow_delay", "1s"),
+	P_LIST("smtpd_relay_restrictions", "permit_mynetworks, "
+	    "permit_sasl_authenticated, defer_unauth_destination"),
+	P_LIST("smtpd_recipient_restrictions", ""),
+	P_LIST("smtpd_client_restrictions", ""),
+	P_LIST("smtpd_helo_restrictions", ""),
+	P_LIST("smtpd_sender_restrictions", ""),
+	P_LIST("smtpd_data_restrictions", ""),
+	P_BOOL("smtpd_delay_reject", "yes"),
+	P_MAPS("header_checks", ""),
+	P_MAPS("body_checks", ""),
+	P_INT("smtpd_process_limit", "100", 1, INT_MAX),
+
+	/* ---- qmgr, local, bounces ---- */
+	P_INT("local_destination_concurrency_limit", "4", 1, INT_MAX),
+	P_TIME("minimal_backoff_time", "300s"),
+	P_TIME("maximal_backoff_time", "4000s"),
+	P_TIME("queue_run_delay", "300s"),
+	P_TIME("maximal_queue_lifetime", "5d"),
+	P_TIME("bounce_queue_lifetime", "5d"),
+	P_TIME("delay_warning_time", "0h"),
+	P_MULTI("notify_classes", "resource, software",
+	    "bounce|2bounce|data|delay|policy|protocol|resource|software"),
+	P_STR("bounce_notice_recipient", "postmaster"),
+	P_STR("2bounce_notice_recipient", "postmaster"),
+	P_STR("double_bounce_sender", "double-bounce"),
+	P_SIZE("bounce_size_limit", "50000"),
+	P_INT("hopcount_limit", "50", 1, INT_MAX),
+	P_MULTI("allow_mail_to_commands", "alias, forward",
+	    "alias|forward|include"),
+	P_MULTI("allow_mail_to_files", "alias, forward",
+	    "alias|forward|include"),
+	/* $home, $user, ... are expanded by local at delivery time. */
+	P_RAW("forward_path", "$home/.forward"),
+	P_TIME("command_time_limit", "1000s"),
+	P_RAW("mailbox_command", ""),
+	P_BOOL("biff", "yes"),
+
+	/* ---- SASL and TLS (used by later components) ---- */
+	P_BOOL("smtpd_sasl_auth_enable", "no"),
+	P_MULTI("smtpd_sasl_security_options", "noanonymous", SASL_OPTIONS),
+	P_STR("smtpd_sasl_type", "postern"),
+	P_STR("smtpd_sasl_path", "private/auth"),
+	P_BOOL("broken_sasl_auth_clients", "no"),
+	P_STR("smtpd_tls_cert_file", ""),
+	P_STR("smtpd_tls_key_file", ""),
+	P_ENUM("smtpd_tls_security_level", "", "|none|may|encrypt"),
+	P_BOOL("smtpd_use_tls", "no"),
+	P_BOOL("smtpd_tls_auth_only", "no"),
+	P_STR("smtpd_tls_session_cache_database", ""),
+	P_ENUM("smtp_tls_security_level", "may",
+	    "none|may|encrypt|dane|dane-only|fingerprint|verify|secure"),
+	P_STR("smtp_tls_CApath", ""),
+	P_STR("smtp_tls_CAfile", ""),
+	P_STR("smtp_tls_session_cache_database", ""),
+	P_BOOL("smtp_sasl_auth_enable", "no"),
+	P_MAPS("smtp_sasl_password_maps", ""),
+	P_MULTI("smtp_sasl_security_options", "noplaintext, noanonymous",
+	    SASL_OPTIONS),
+
+	/* ---- rewriting, virtual domains, transports ---- */
+	P_MAPS("smtp_generic_maps", ""),
+	P_MAPS("canonical_maps", ""),
+	P_MAPS("sender_canonical_maps", ""),
+	P_MAPS("recipient_canonical_maps", ""),
+	P_DOMAINS("masquerade_domains", ""),
+	P_MAPS("virtual_alias_maps", ""),
+	P_DOMAINS("virtual_alias_domains", "$virtual_alias_maps"),
+	P_DOMAINS("virtual_mailbox_domains", "$virtual_mailbox_maps"),
+	P_MAPS("virtual_mailbox_maps", ""),
+	P_STR("virtual_mailbox_base", ""),
+	P_MAPS("virtual_uid_maps", ""),
+	P_MAPS("virtual_gid_maps", ""),
+	P_INT("virtual_minimum_uid", "100", 0, INT_MAX),
+	P_STR("virtual_transport", "virtual"),
+	P_MAPS("transport_maps", ""),
+	P_MAPS("relay_recipient_maps", ""),
+	P_STR("default_transport", "smtp"),
+
+	/* ---- accepted for main.cf compatibility ---- */
+	P_STR("compatibility_level", "3.6"),
+	P_BOOL("append_dot_mydomain", "no"),
+	P_STR("readme_directory", "no"),
+	P_STR("html_directory", "no"),
+	P_STR("manpage_directory", "/usr/share/man"),
+	P_STR("sample_directory", "/usr/share/doc/postern"),
+	P_STR("setgid_group", "postdrop"),
+	P_STR("sendmail_path", SBINDIR "/sendmail"),
+	P_STR("mailq_path", SBINDIR "/mailq"),
+	P_STR("newaliases_path", SBINDIR "/newaliases"),
+	P_STR("command_directory", SBINDIR),
+	P_ENUM("syslog_facility", "mail", "mail|daemon|user|auth|authpriv|"
+	    "local0|local1|local2|local3|local4|local5|local6|local7"),
+	P_STR("syslog_name", "postern"),
+	P_STR("maillog_file", ""),
+
+	/* ---- POP3, IMAP and auth: Dovecot names ---- */
+	D_ENUM("ssl", "yes", "yes|no|required"),
+	D_PATH("ssl_cert", ""),
+	D_PATH("ssl_key", ""),
+	D_BOOL("disable_plaintext_auth", "yes"),
+	D_MULTI("auth_mechanisms", "plain login",
+	    "plain|login|cram-md5|scram-sha-1|scram-sha-256|digest-md5|"
+	    "external|anonymous|xoauth2|oauthbearer|apop|ntlm|gssapi|otp"),
+	D_MULTI("protocols", "imap pop3 lmtp",
+	    "imap|pop3|lmtp|submission|sieve|none"),
+	D_STR("mail_privileged_group", ""),
+	D_INT("first_valid_uid", "500", 0, INT_MAX),
+	D_STR("login_greeting", "Postern ready."),
+	D_TIME("auth_failure_delay", "2s"),
+	D_INT("mail_max_userip_connections", "10", 0, INT_MAX),
+	P("pop3_uidl_format", CFG_T_STRING, "%08Xu%08Xv", NULL, 0, 0,
+	    CFG_F_DOVECOT | CFG_F_RAW),
+
+	/* ---- added by smtpd ---- */
+
+	/* ---- added by qmgr/local ---- */
+
+	/* ---- added by master/admin ---- */
+
+};
+
+const size_t cfg_params_count = sizeof(cfg_params) / sizeof(cfg_params[0]);
+
+static const struct cfg_param **cfg_params_sorted;
+
+static int
+cfg_params_cmp(const void *a, const void *b)
+{
+	const struct cfg_param *const *pa = a, *const *pb = b;
+
+	return strcmp((*pa)->name, (*pb)->name);
+}
+
+static int
+cfg_params_key_cmp(const void *key, const void *elem)
+{
+	const struct cfg_param *const *pe = elem;
+
+	return strcmp(key, (*pe)->name);
+}
+
+const struct cfg_param *
+cfg_param_find(const char *name)
+{
+	const struct cfg_param **pp;
+
+	if (cfg_params_sorted == NULL) {
+		size_t i;
+
+		cfg_params_sorted = xreallocarray(NULL, cfg_params_count,
+		    sizeof(*cfg_params_sorted));
+		for (i = 0; i < cfg_params_count; i++)
+			cfg_params_sorted[i] = &cfg_params[i];
+		qsort(cfg_params_sorted, cfg_params_count,
+		    sizeof(*cfg_params_sorted), cfg_params_cmp);
+	}
+	pp = bsearch(name, cfg_params_sorted, cfg_params_count,
+	    sizeof(*cfg_params_sorted), cfg_params_key_cmp);
+	return pp == NULL ? NULL : *pp;
+}
