@@ -31,8 +31,8 @@
 #include "xmalloc.h"
 
 #define ADDR_ERR_SYNTAX	"501 5.1.3 Bad recipient address syntax"
-#define ADDR_ERR_UTF8	"553 5.6.7 Must declare SMTPUTF8 to send unicode " \
-			"address"
+#define ADDR_ERR_UTF8	\
+	"553 5.6.7 Must declare SMTPUTF8 to send unicode address"
 
 /* RFC 5322 §3.2.3 atext, as used by RFC 5321 Atom. */
 static bool
@@ -217,7 +217,7 @@ addr_scan_local(struct addr_scan *sc)
 				if (!addr_scan_8bit(sc))
 					return false;
 			} else if (c < 32 || c > 126)
-				return false;	/* control, NUL: unterminated */
+				return false;	/* control, or no end */
 			sc->p++;
 		}
 		sc->p++;

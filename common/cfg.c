@@ -22,8 +22,10 @@
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdlib.h>
@@ -535,11 +537,36 @@ cfg_list_split(const char *value)
 	return v;
 }
 
+FILE *
+cfg_fopen_regular(const char *path)
+{
+	struct stat st;
+	FILE *fp;
+	int fd, flags, e;
+
+	/* O_NONBLOCK: opening a FIFO does not wait for a writer. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		(void)close(fd);
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) >= 0)
+		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		e = errno;
+		(void)close(fd);
+		errno = e;
+	}
+	return fp;
+}
+
 /* Append the words of a "/file" list element to *v; -1 if unreadable. */
 static int
 cfg_list_read_file(const char *path, char ***v)
 {
-	FILE *fp = fopen(path, "r");
+	FILE *fp = cfg_fopen_regular(path);
 	char *line = NULL;
 	size_t cap = 0, words = 0;
 	ssize_t n;
@@ -708,7 +735,8 @@ static char cfg_why[256];
 
 /* Lookup table types map.c knows (DESIGN §5). */
 static const char *const cfg_map_types[] = {
-	"hash", "texthash", "cidr", "inline", "static", "unix", "proxy", NULL
+	"hash", "texthash", "cidr", "inline", "static", "unix", "proxy",
+	"regexp", "pcre", NULL
 };
 
 /* Check one "type:name" element; 0 or -1 with a reason. */
@@ -754,6 +782,13 @@ cfg_map_spec_check(const char *spec, const char **why_r)
 	    (name[0] != '{' || cfg_match_brace(name + 1) !=
 	    name + strlen(name) - 1)) {
 		*why_r = "expected inline:{ key=value, ... }";
+		return -1;
+	}
+	/* regexp:{ {rule}, ... } is written inline, else it is a file. */
+	if ((strcmp(cfg_map_types[i], "regexp") == 0 ||
+	    strcmp(cfg_map_types[i], "pcre") == 0) && name[0] == '{' &&
+	    cfg_match_brace(name + 1) != name + strlen(name) - 1) {
+		*why_r = "expected { {/pattern/ result}, ... }";
 		return -1;
 	}
 	return 0;

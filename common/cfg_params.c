@@ -44,6 +44,8 @@
 #define SIZE_CEIL	(1LL << 40)
 #define TIME_CEIL	(10LL * 366 * 86400)
 
+#define TLS_CIPHERS	"export|low|medium|high|null"
+
 #define SASL_OPTIONS \
 	"noanonymous|noplaintext|noactive|nodictionary|mutual_auth|" \
 	"forward_secrecy"
@@ -62,6 +64,7 @@ const struct cfg_param cfg_params[] = {
 	P_ENUM("mynetworks_style", "host", "host|subnet|class"),
 	P_DOMAINS("relay_domains", ""),
 	P_STR("relayhost", ""),
+	P_LIST("proxy_interfaces", ""),
 
 	/* ---- mailboxes and aliases ---- */
 	P_STR("home_mailbox", ""),
@@ -74,7 +77,10 @@ const struct cfg_param cfg_params[] = {
 	P_SIZE("message_size_limit", "10240000"),
 	P_SIZE("mailbox_size_limit", "51200000"),
 	P_STR("always_bcc", ""),
+	P_MAPS("sender_bcc_maps", ""),
+	P_MAPS("recipient_bcc_maps", ""),
 	P_STR("recipient_delimiter", ""),
+	P_SIZE("virtual_mailbox_limit", "51200000"),
 
 	/* ---- identity, directories, users ---- */
 	P_STR("mail_name", "Postern"),
@@ -123,6 +129,25 @@ const struct cfg_param cfg_params[] = {
 	P_MAPS("header_checks", ""),
 	P_MAPS("body_checks", ""),
 	P_INT("smtpd_process_limit", "100", 1, INT_MAX),
+	P_BOOL("smtpd_reject_unlisted_recipient", "yes"),
+	P_SIZE("header_size_limit", "102400"),
+	P_INT("line_length_limit", "2048", 1, INT_MAX),
+	P_STR("message_reject_characters", ""),
+	P_STR("message_strip_characters", ""),
+	P_INT("smtpd_client_message_rate_limit", "0", 0, INT_MAX),
+	P_INT("smtpd_client_connection_rate_limit", "0", 0, INT_MAX),
+	P_TIME("anvil_rate_time_unit", "60s"),
+	P_BOOL("disable_dns_lookups", "no"),
+	/* Reply codes of restrictions (smtpd_check). */
+	P_INT("unknown_address_reject_code", "450", 400, 599),
+	P_INT("unknown_client_reject_code", "450", 400, 599),
+	P_INT("unknown_hostname_reject_code", "450", 400, 599),
+	P_INT("unverified_recipient_reject_code", "450", 400, 599),
+	P_INT("relay_domains_reject_code", "554", 400, 599),
+	P_INT("access_map_reject_code", "554", 400, 599),
+	P_INT("maps_rbl_reject_code", "554", 400, 599),
+	P_INT("invalid_hostname_reject_code", "501", 400, 599),
+	P_INT("non_fqdn_reject_code", "504", 400, 599),
 
 	/* ---- qmgr, local, bounces ---- */
 	P_INT("local_destination_concurrency_limit", "4", 1, INT_MAX),
@@ -136,6 +161,8 @@ const struct cfg_param cfg_params[] = {
 	    "bounce|2bounce|data|delay|policy|protocol|resource|software"),
 	P_STR("bounce_notice_recipient", "postmaster"),
 	P_STR("2bounce_notice_recipient", "postmaster"),
+	P_STR("delay_notice_recipient", "postmaster"),
+	P_STR("error_notice_recipient", "postmaster"),
 	P_STR("double_bounce_sender", "double-bounce"),
 	P_SIZE("bounce_size_limit", "50000"),
 	P_INT("hopcount_limit", "50", 1, INT_MAX),
@@ -148,6 +175,15 @@ const struct cfg_param cfg_params[] = {
 	P_TIME("command_time_limit", "1000s"),
 	P_RAW("mailbox_command", ""),
 	P_BOOL("biff", "yes"),
+	P_STR("local_transport", "local:$myhostname"),
+	P_STR("mailbox_transport", ""),
+	P_STR("fallback_transport", ""),
+	/* $user, $domain, ... are expanded by local at delivery time. */
+	P_RAW("luser_relay", ""),
+	P_INT("default_destination_concurrency_limit", "20", 1, INT_MAX),
+	P_INT("smtp_destination_concurrency_limit",
+	    "$default_destination_concurrency_limit", 1, INT_MAX),
+	P_INT("initial_destination_concurrency", "5", 1, INT_MAX),
 
 	/* ---- SASL and TLS (used by later components) ---- */
 	P_BOOL("smtpd_sasl_auth_enable", "no"),
@@ -161,15 +197,35 @@ const struct cfg_param cfg_params[] = {
 	P_BOOL("smtpd_use_tls", "no"),
 	P_BOOL("smtpd_tls_auth_only", "no"),
 	P_STR("smtpd_tls_session_cache_database", ""),
+	P_TIME("smtpd_tls_session_cache_timeout", "3600s"),
+	P_INT("smtpd_tls_loglevel", "0", 0, 4),
+	P_STR("smtpd_tls_CAfile", ""),
+	P_STR("smtpd_tls_CApath", ""),
+	P_BOOL("smtpd_tls_received_header", "no"),
+	P_LIST("smtpd_tls_protocols", ">=TLSv1"),
+	P_LIST("smtpd_tls_mandatory_protocols", ">=TLSv1"),
+	P_ENUM("smtpd_tls_ciphers", "medium", TLS_CIPHERS),
+	P_ENUM("smtpd_tls_mandatory_ciphers", "medium", TLS_CIPHERS),
+	P_STR("smtpd_sasl_local_domain", ""),
+	P_BOOL("smtpd_sasl_authenticated_header", "no"),
 	P_ENUM("smtp_tls_security_level", "may",
 	    "none|may|encrypt|dane|dane-only|fingerprint|verify|secure"),
 	P_STR("smtp_tls_CApath", ""),
 	P_STR("smtp_tls_CAfile", ""),
 	P_STR("smtp_tls_session_cache_database", ""),
+	P_INT("smtp_tls_loglevel", "0", 0, 4),
+	P_BOOL("smtp_tls_note_starttls_offer", "no"),
+	P_LIST("smtp_tls_mandatory_protocols", ">=TLSv1"),
 	P_BOOL("smtp_sasl_auth_enable", "no"),
 	P_MAPS("smtp_sasl_password_maps", ""),
 	P_MULTI("smtp_sasl_security_options", "noplaintext, noanonymous",
 	    SASL_OPTIONS),
+	P_MULTI("smtp_sasl_tls_security_options",
+	    "$smtp_sasl_security_options", SASL_OPTIONS),
+	P_TIME("smtp_connect_timeout", "30s"),
+	P_TIME("smtp_helo_timeout", "300s"),
+	P_TIME("smtp_data_done_timeout", "600s"),
+	P_MULTI("smtp_host_lookup", "dns", "dns|native"),
 
 	/* ---- rewriting, virtual domains, transports ---- */
 	P_MAPS("smtp_generic_maps", ""),
@@ -177,6 +233,7 @@ const struct cfg_param cfg_params[] = {
 	P_MAPS("sender_canonical_maps", ""),
 	P_MAPS("recipient_canonical_maps", ""),
 	P_DOMAINS("masquerade_domains", ""),
+	P_LIST("masquerade_exceptions", ""),
 	P_MAPS("virtual_alias_maps", ""),
 	P_DOMAINS("virtual_alias_domains", "$virtual_alias_maps"),
 	P_DOMAINS("virtual_mailbox_domains", "$virtual_mailbox_maps"),

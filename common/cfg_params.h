@@ -2,7 +2,7 @@
  * cfg_params: the table of every postern.conf parameter (name, type,
  * default, range), and the few helpers cfg.c shares with other common
  * modules.  Users of the configuration include cfg.h, not this header;
- * this one is for cfg.c, map.c and the unit tests.
+ * this one is for cfg.c, map.c, userdb.c and the unit tests.
  *
  * A default is a raw value, expanded like a value from the file, so
  * "$myhostname" in a default follows the file's myhostname.  A NULL
@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 enum cfg_type {
 	CFG_T_STRING,	/* anything */
@@ -89,5 +90,13 @@ int	cfg_param_check(const struct cfg_param *p, const char *value,
 int	cfg_parse_size(const char *s, long long *val_r);
 int	cfg_parse_time(const char *s, long long unit, long long *val_r);
 int	cfg_parse_bool(const char *s, bool *val_r);
+
+/*
+ * fopen(path, "r") for files named by settings (list files, tables, user
+ * files): only a regular file is opened.  A FIFO would block the open and
+ * a device such as /dev/zero would make getline() read without end.
+ * NULL with errno set otherwise (EINVAL: not a regular file).
+ */
+FILE	*cfg_fopen_regular(const char *path);
 
 #endif

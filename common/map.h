@@ -7,6 +7,10 @@
  *   cidr:PATH      "network/len  value" lines, first match wins
  *   inline:{ k=v, k2=v2 }
  *   static:VALUE   always VALUE
+ *   regexp:PATH    regexp_table(5) rules "/pattern/flags result", if/endif;
+ *                  the key is a whole string (a header line), never
+ *                  case-folded; first match wins; $1.. in results
+ *   pcre:PATH      the same, with the common subset of Perl syntax
  * Text source syntax: "key value" or, for aliases, "key: value"; '#'
  * comments; lines starting with whitespace continue the previous one.
  * Keys are case-folded to lowercase, as Postfix does.

@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "cfg_params.h"
 #include "log.h"
 #include "str.h"
 #include "userdb.h"
@@ -172,7 +173,7 @@ userdb_file_walk(const char *path,
     int (*cb)(struct userdb_user *u, void *ctx), void *ctx,
     const char **error_r)
 {
-	FILE *fp = fopen(path, "r");
+	FILE *fp = cfg_fopen_regular(path);
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
@@ -180,7 +181,7 @@ userdb_file_walk(const char *path,
 
 	if (fp == NULL) {
 		*error_r = userdb_error("%s: cannot open: %s", path,
-		    strerror(errno));
+		    errno == EINVAL ? "not a regular file" : strerror(errno));
 		return -1;
 	}
 	while (rc == 0 && (n = getline(&line, &cap, fp)) >= 0) {

@@ -1,3 +1,822 @@
-/* placeholder: not written yet */
+/*
+ * local: the local delivery agent (see local.h).
+ *
+ * The listener runs in the event loop and forks a worker per connection
+ * from qmgr.  A worker reads one request, delivers, answers, and waits for
+ * the next; it exits when qmgr closes the connection.  In root mode a
+ * worker stays root and switches its effective uid to the recipient for
+ * file work (local_privs_enter()); commands run in a child with real uid
+ * changes.  In unprivileged mode every delivery runs as the invoking user
+ * and a recipient with another uid is deferred.
+ *
+ * One recipient may expand to several destinations (an alias list).  They
+ * are all delivered in one request and summed up in one STATUS line:
+ * any deferral defers the recipient (no FORWARD lines are sent then, so
+ * qmgr's retry does not duplicate them; Maildir copies are recognised by
+ * the recover check), otherwise a failure of some destinations bounces
+ * the recipient with that failure, otherwise it is sent.  Each destination
+ * reached through an alias or .forward is logged here with orig_to.
+ */
 #include "config.h"
-int main(void) { return 1; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "cfg.h"
+#include "ioloop.h"
+#include "limits_pst.h"
+#include "local.h"
+#include "log.h"
+#include "queue_list.h"
+#include "str.h"
+#include "xmalloc.h"
+
+static bool root_mode;
+static char *queue_dir;
+static int listen_fd = -1;
+static struct io *listen_io;
+static unsigned worker_count;
+static struct timespec cfg_mtime;
+static off_t cfg_size;
+
+/* ---- results, privileges, shared helpers ---- */
+
+void
+local_result_set(struct local_result *r, enum local_status st,
+    const char *dsn, const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	r->status = st;
+	str_lcpy(r->dsn, dsn, sizeof(r->dsn));
+	va_start(ap, fmt);
+	vsnprintf(r->text, sizeof(r->text), fmt, ap);
+	va_end(ap);
+	for (p = r->text; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	}
+}
+
+void
+local_result_errno(struct local_result *r, int err, const char *what)
+{
+	if (err == ENOSPC)
+		local_result_set(r, LOCAL_DEFER, "4.3.0",
+		    "write error: No space left on device");
+	else if (err == EDQUOT)
+		local_result_set(r, LOCAL_DEFER, "4.2.2",
+		    "mailbox full: disk quota exceeded");
+	else if (err == EFBIG)
+		local_result_set(r, LOCAL_BOUNCE, "5.2.2",
+		    "mailbox full: %s", strerror(err));
+	else
+		local_result_set(r, LOCAL_DEFER, "4.3.0", "%s: %s", what,
+		    strerror(err));
+}
+
+bool
+local_root_mode(void)
+{
+	return root_mode;
+}
+
+int
+local_privs_enter(const struct local_privs *p, struct local_result *r)
+{
+	if (!root_mode) {
+		if (p->uid != geteuid()) {
+			local_result_set(r, LOCAL_DEFER, "4.3.0",
+			    "cannot deliver as uid %lu: not root",
+			    (unsigned long)p->uid);
+			return -1;
+		}
+		return 0;
+	}
+	if (setgroups(1, &p->gid) < 0 || setegid(p->gid) < 0 ||
+	    seteuid(p->uid) < 0) {
+		int e = errno;
+
+		local_privs_leave();
+		local_result_set(r, LOCAL_DEFER, "4.3.0",
+		    "cannot switch to uid %lu: %s", (unsigned long)p->uid,
+		    strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
+void
+local_privs_leave(void)
+{
+	gid_t root_gid = 0;
+
+	if (!root_mode)
+		return;
+	if (seteuid(0) < 0 || setegid(0) < 0 || setgroups(1, &root_gid) < 0)
+		log_fatal("cannot return to root privileges: %m");
+}
+
+void
+local_privs_free(struct local_privs *p)
+{
+	free(p->user);
+	free(p->home);
+	p->user = NULL;
+	p->home = NULL;
+}
+
+char *
+local_prepend_headers(const struct local_msg *m, const char *final)
+{
+	return xasprintf("Return-Path: <%s>\nX-Original-To: %s\n"
+	    "Delivered-To: %s\n", m->sender, m->orig_rcpt, final);
+}
+
+char *
+local_from_line(const struct local_msg *m)
+{
+	char tbuf[64];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	localtime_r(&now, &tm);
+	/* asctime() format, "Mon Nov 23 16:00:00 2025\n" (RFC 4155). */
+	if (asctime_r(&tm, tbuf) == NULL)
+		str_lcpy(tbuf, "Thu Jan  1 00:00:00 1970\n", sizeof(tbuf));
+	return xasprintf("From %s %s", m->sender[0] != '\0' ? m->sender :
+	    "MAILER-DAEMON", tbuf);
+}
+
+bool
+local_allowed(const char *param, const char *class)
+{
+	char **list = cfg_get_list(param);
+	bool ok = strv_contains_case(list, class);
+
+	cfg_list_free(&list);
+	return ok;
+}
+
+/* ---- one request ---- */
+
+/* Scan the header block for Delivered-To and Received (loop checks). */
+static void
+local_scan_headers(struct local_msg *m)
+{
+	off_t limit = m->qm.msg_size < LOCAL_MAX_HEADER_SCAN ?
+	    m->qm.msg_size : LOCAL_MAX_HEADER_SCAN;
+	char *hdr = xmalloc((size_t)limit + 1);
+	ssize_t n = limit > 0 ? pread(m->fd, hdr, (size_t)limit,
+	    m->qm.msg_offset) : 0;
+	struct buf field;
+	size_t i, start = 0, len;
+	bool in_dt = false;
+
+	m->delivered_to = xcalloc(1, sizeof(*m->delivered_to));
+	if (n <= 0) {
+		free(hdr);
+		return;
+	}
+	len = (size_t)n;
+	hdr[len] = '\0';
+	buf_init(&field, 0);
+	for (i = 0; i <= len; i++) {
+		const char *line;
+		size_t llen;
+
+		if (i < len && hdr[i] != '\n')
+			continue;
+		line = hdr + start;
+		llen = i - start;
+		start = i + 1;
+		/* A continuation line belongs to the field before it. */
+		if (llen > 0 && (line[0] == ' ' || line[0] == '\t')) {
+			if (in_dt)
+				buf_append(&field, line, llen);
+			if (i < len)
+				continue;
+			line = "";
+			llen = 0;
+		}
+		if (in_dt) {
+			char *raw = xstrdup(buf_cstr(&field));
+
+			strv_push(&m->delivered_to, str_lower(str_trim(raw)));
+			free(raw);
+			buf_reset(&field);
+			in_dt = false;
+		}
+		if (llen == 0)
+			break;		/* end of the header block */
+		if (llen >= 9 && str_starts_case(line, "Received:"))
+			m->received++;
+		else if (llen >= 13 && str_starts_case(line, "Delivered-To:")) {
+			in_dt = true;
+			buf_reset(&field);
+			buf_append(&field, line + 13, llen - 13);
+		}
+		if (i >= len)
+			break;
+	}
+	buf_free(&field);
+	free(hdr);
+}
+
+static void
+local_msg_free(struct local_msg *m)
+{
+	free(m->orig_rcpt);
+	free(m->rcpt_domain);
+	strv_free(&m->delivered_to);
+	free(m->hostname);
+	queue_msg_free(&m->qm);
+}
+
+/* Write a Maildir, mbox, command or file destination of one item. */
+static void
+local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
+{
+	const char *cmd = cfg_get("mailbox_command");
+	const char *loc = cfg_get("mail_location");
+	char **parts;
+	char *tmpl = NULL, *path;
+	bool mbox;
+	size_t i;
+
+	/* Postfix: mailbox_command comes before home_mailbox and the spool. */
+	if (cmd[0] != '\0') {
+		local_command_deliver(m, cmd, it->address, &it->privs,
+		    &it->result);
+		return;
+	}
+	if (str_starts_case(loc, "maildir:"))
+		mbox = false;
+	else if (str_starts_case(loc, "mbox:"))
+		mbox = true;
+	else {
+		local_result_set(&it->result, LOCAL_DEFER, "4.3.0",
+		    "unsupported mail_location: %.100s", loc);
+		return;
+	}
+	/* Dovecot syntax: TYPE:PATH[:KEY=VALUE]...; INBOX= names the inbox. */
+	parts = strv_split(strchr(loc, ':') + 1, ":");
+	for (i = 0; parts[i] != NULL; i++) {
+		if (i == 0 && strchr(parts[i], '=') == NULL)
+			tmpl = parts[i];
+		else if (str_starts_case(parts[i], "INBOX="))
+			tmpl = parts[i] + 6;
+	}
+	path = tmpl != NULL ? cfg_expand_user(tmpl, it->privs.user,
+	    it->privs.home) : NULL;
+	strv_free(&parts);
+	if (mbox && path != NULL) {
+		struct stat st;
+
+		/*
+		 * "mbox:~/Mailbox" (home_mailbox = Mailbox) names the inbox
+		 * file; "mbox:~/mail" names a directory of folders, whose
+		 * inbox is the spool file, as Dovecot finds it.
+		 */
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+			free(path);
+			path = xasprintf("%s/%s",
+			    cfg_get("mail_spool_directory"), it->privs.user);
+		}
+	}
+	if (path == NULL || path[0] != '/') {
+		local_result_set(&it->result, LOCAL_DEFER, "4.3.0",
+		    "mail_location gives no absolute path for %s",
+		    it->privs.user);
+		free(path);
+		return;
+	}
+	if (!mbox)
+		local_maildir_deliver(m, path, it->address, &it->privs,
+		    &it->result);
+	else {
+		const char *spool = cfg_get("mail_spool_directory");
+		size_t sl = strlen(spool);
+		bool in_spool = sl > 0 && strncmp(path, spool, sl) == 0 &&
+		    path[sl] == '/' && strchr(path + sl + 1, '/') == NULL;
+
+		local_mbox_deliver(m, path, it->address, &it->privs, in_spool,
+		    true, &it->result);
+	}
+	free(path);
+}
+
+static void
+local_deliver_item(const struct local_msg *m, struct local_item *it)
+{
+	size_t len;
+
+	switch (it->type) {
+	case LOCAL_ITEM_MAILBOX:
+		local_deliver_mailbox(m, it);
+		break;
+	case LOCAL_ITEM_FILE:
+		len = strlen(it->target);
+		if (len > 0 && it->target[len - 1] == '/') {
+			local_maildir_deliver(m, it->target, it->address,
+			    &it->privs, &it->result);
+			if (it->result.status == LOCAL_SENT)
+				local_result_set(&it->result, LOCAL_SENT,
+				    "2.0.0", "delivered to maildir: %s",
+				    it->target);
+		} else {
+			local_mbox_deliver(m, it->target, it->address,
+			    &it->privs, false, false, &it->result);
+			if (it->result.status == LOCAL_SENT)
+				local_result_set(&it->result, LOCAL_SENT,
+				    "2.0.0", "delivered to file: %s",
+				    it->target);
+		}
+		break;
+	case LOCAL_ITEM_COMMAND:
+		local_command_deliver(m, it->target, it->address, &it->privs,
+		    &it->result);
+		break;
+	case LOCAL_ITEM_FORWARD:
+		local_result_set(&it->result, LOCAL_SENT, "2.0.0",
+		    "forwarded as %s", it->target);
+		break;
+	case LOCAL_ITEM_FAILED:
+		break;
+	}
+}
+
+static void
+local_log_item(const struct local_msg *m, const struct local_item *it)
+{
+	static const char *const words[] = { "sent", "deferred", "bounced" };
+	char to[MAX_ADDRESS + 8], orig[MAX_ADDRESS + 8], why[600];
+
+	log_escape(to, sizeof(to), it->address, strlen(it->address));
+	log_escape(orig, sizeof(orig), m->rcpt, strlen(m->rcpt));
+	log_escape(why, sizeof(why), it->result.text, strlen(it->result.text));
+	log_info("%s: to=<%s>%s%s%s, relay=local, dsn=%s, status=%s (%s)",
+	    m->qid, to, str_case_eq(to, orig) ? "" : ", orig_to=<",
+	    str_case_eq(to, orig) ? "" : orig,
+	    str_case_eq(to, orig) ? "" : ">", it->result.dsn,
+	    words[it->result.status], why);
+}
+
+static void
+local_reply_line(struct buf *out, const char *word, const char *a,
+    const char *b, const char *c)
+{
+	char *xa = xtext_encode(a, strlen(a));
+	char *xb = xtext_encode(b, strlen(b));
+
+	buf_printf(out, "%s %s %s", word, xa, xb);
+	if (c != NULL) {
+		char *xc = xtext_encode(c, strlen(c));
+
+		buf_printf(out, " %s", xc);
+		free(xc);
+	}
+	buf_append_char(out, '\n');
+	free(xa);
+	free(xb);
+}
+
+static void
+local_status(struct buf *out, const char *status, const char *dsn,
+    const char *text)
+{
+	local_reply_line(out, "STATUS", status, dsn, text);
+}
+
+/* Deliver everything the recipient expands to; one STATUS in out. */
+static void
+local_deliver_rcpt(struct local_msg *m, struct buf *out)
+{
+	struct local_expansion x;
+	const struct local_item *defer = NULL, *fail = NULL, *ok = NULL;
+	size_t i, nok = 0;
+	bool indirect;
+
+	local_expand(m, &x);
+	for (i = 0; i < x.count; i++) {
+		struct local_item *it = &x.items[i];
+
+		local_deliver_item(m, it);
+		indirect = x.count > 1 || !str_case_eq(it->address, m->rcpt);
+		if (indirect && it->type != LOCAL_ITEM_FORWARD)
+			local_log_item(m, it);
+		if (it->result.status == LOCAL_DEFER && defer == NULL)
+			defer = it;
+		else if (it->result.status == LOCAL_BOUNCE && fail == NULL)
+			fail = it;
+		else if (it->result.status == LOCAL_SENT) {
+			if (ok == NULL)
+				ok = it;
+			nok++;
+		}
+	}
+	if (defer != NULL)
+		local_status(out, "defer", defer->result.dsn,
+		    defer->result.text);
+	else {
+		struct buf text;
+
+		for (i = 0; i < x.count; i++) {
+			const struct local_item *it = &x.items[i];
+			char *orcpt = NULL;
+
+			if (it->type != LOCAL_ITEM_FORWARD)
+				continue;
+			if (m->qm.rcpts[m->idx].orcpt != NULL)
+				orcpt = xstrdup(m->qm.rcpts[m->idx].orcpt);
+			else {
+				char *xr = xtext_encode(m->rcpt,
+				    strlen(m->rcpt));
+
+				orcpt = xasprintf("rfc822;%s", xr);
+				free(xr);
+			}
+			local_reply_line(out, "FORWARD", it->target, orcpt,
+			    NULL);
+			free(orcpt);
+		}
+		buf_init(&text, 0);
+		if (fail != NULL) {
+			if (x.count > 1)
+				buf_printf(&text, "%s: %s", fail->address !=
+				    NULL && fail->type == LOCAL_ITEM_FAILED ?
+				    fail->address : fail->target,
+				    fail->result.text);
+			else
+				buf_append_str(&text, fail->result.text);
+			local_status(out, "bounce", fail->result.dsn,
+			    buf_cstr(&text));
+		} else if (ok != NULL) {
+			if (nok == 1)
+				buf_append_str(&text, ok->result.text);
+			else
+				buf_printf(&text, "delivered to %zu "
+				    "destinations", nok);
+			local_status(out, "sent", "2.0.0", buf_cstr(&text));
+		} else
+			local_status(out, "bounce", "5.3.0",
+			    "alias expands to no destination");
+		buf_free(&text);
+	}
+	local_expansion_free(&x);
+}
+
+static void
+local_request(const char *path, size_t idx, bool recover, struct buf *out)
+{
+	char *full = xasprintf("%s/%s", queue_dir, path);
+	const char *err;
+	struct local_msg m;
+	char host[256];
+	int ret;
+
+	memset(&m, 0, sizeof(m));
+	m.fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (m.fd < 0) {
+		char text[300];
+
+		snprintf(text, sizeof(text), "cannot open queue file: %s",
+		    strerror(errno));
+		local_status(out, "defer", "4.3.0", text);
+		free(full);
+		return;
+	}
+	free(full);
+	ret = queue_file_read(m.fd, &m.qm, &err);
+	if (ret != 1) {
+		char text[300];
+
+		snprintf(text, sizeof(text), "cannot read queue file: %s",
+		    ret == 0 ? "incomplete" : err);
+		local_status(out, "defer", "4.3.0", text);
+		if (ret > 0)
+			queue_msg_free(&m.qm);
+		close(m.fd);
+		return;
+	}
+	if (idx >= m.qm.rcpt_count)
+		log_fatal("request for recipient %zu of %s, which has %zu",
+		    idx, path, m.qm.rcpt_count);
+	m.qid = strchr(path, '/') + 1;
+	str_lcpy(m.qm.id, m.qid, sizeof(m.qm.id));
+	m.idx = idx;
+	m.recover = recover;
+	m.sender = m.qm.sender;
+	m.rcpt = m.qm.rcpts[idx].addr;
+	{
+		char *lp;
+
+		addr_split(m.rcpt, &lp, &m.rcpt_domain);
+		free(lp);
+	}
+	/* X-Original-To: the address the sender used (ORCPT, RFC 3461). */
+	if (m.qm.rcpts[idx].orcpt != NULL &&
+	    str_starts_case(m.qm.rcpts[idx].orcpt, "rfc822;"))
+		m.orig_rcpt = xtext_decode(m.qm.rcpts[idx].orcpt + 7);
+	if (m.orig_rcpt == NULL || m.orig_rcpt[0] == '\0' ||
+	    strpbrk(m.orig_rcpt, "\r\n") != NULL) {
+		free(m.orig_rcpt);
+		m.orig_rcpt = xstrdup(m.rcpt);
+	}
+	if (gethostname(host, sizeof(host)) < 0)
+		str_lcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	m.hostname = xstrdup(host);
+	local_scan_headers(&m);
+
+	if (m.received > (unsigned)cfg_get_int("hopcount_limit")) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "mail forwarding loop: too many "
+		    "hops (%u Received: headers)", m.received);
+		local_status(out, "bounce", "5.4.6", text);
+	} else
+		local_deliver_rcpt(&m, out);
+	close(m.fd);
+	local_msg_free(&m);
+}
+
+/* ---- the worker ---- */
+
+/* Re-read the configuration when the file changed (SIGHUP reaches only
+ * the listener; workers live as long as qmgr's connection). */
+static void
+local_worker_refresh(void)
+{
+	struct stat st;
+
+	if (cfg_path()[0] != '\0' && stat(cfg_path(), &st) == 0 &&
+	    (st.st_mtim.tv_sec != cfg_mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != cfg_mtime.tv_nsec ||
+	    st.st_size != cfg_size)) {
+		cfg_mtime = st.st_mtim;
+		cfg_size = st.st_size;
+		if (cfg_load(cfg_path()) != 0)
+			log_warning("reload failed, keeping the old "
+			    "configuration: %s", cfg_first_error() != NULL ?
+			    cfg_first_error() : "?");
+	}
+	local_alias_refresh();
+}
+
+static int
+local_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Serve one connection from qmgr; never returns. */
+static void __attribute__((noreturn))
+local_worker(int fd)
+{
+	struct buf in, out;
+
+	buf_init(&in, 0);
+	buf_init(&out, 0);
+	for (;;) {
+		char *nl = NULL, *line, *path, *flags;
+		char **f;
+		long long idx;
+		ssize_t n;
+
+		while (in.len == 0 ||
+		    (nl = memchr(in.data, '\n', in.len)) == NULL) {
+			if (in.len > MAX_IPC_LINE)
+				log_fatal("request line too long");
+			if (buf_reserve(&in, 4096) < 0)
+				log_panic("buf_reserve");
+			n = read(fd, in.data + in.len, 4096);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				log_fatal("read request: %m");
+			if (n == 0)
+				_exit(0);	/* qmgr is done with us */
+			in.len += (size_t)n;
+		}
+		line = xstrndup(in.data, (size_t)(nl - in.data));
+		buf_consume(&in, (size_t)(nl - in.data) + 1);
+		f = strv_split(line, " ");
+		if (strv_len(f) != 4 || strcmp(f[0], "DELIVER") != 0 ||
+		    (path = xtext_decode(f[1])) == NULL ||
+		    str_to_ll(f[2], 0, INT_MAX, &idx) < 0 ||
+		    (flags = xtext_decode(f[3])) == NULL)
+			log_fatal("malformed request: %.64s", line);
+		/* Only queue files, never another path. */
+		if ((strncmp(path, "incoming/", 9) != 0 ||
+		    !queue_list_id_valid(path + 9)) &&
+		    (strncmp(path, "deferred/", 9) != 0 ||
+		    !queue_list_id_valid(path + 9)))
+			log_fatal("bad queue path in request: %.64s", path);
+		local_worker_refresh();
+		buf_reset(&out);
+		{
+			char **fl = strv_split(flags, ",");
+			bool recover = strv_contains_case(fl, "recover");
+
+			strv_free(&fl);
+			local_request(path, (size_t)idx, recover, &out);
+		}
+		if (local_write_all(fd, out.data, out.len) < 0)
+			_exit(0);	/* qmgr went away */
+		free(path);
+		free(flags);
+		free(line);
+		strv_free(&f);
+	}
+}
+
+/* ---- the listener ---- */
+
+static void
+local_accept(int fd, int events, void *ctx)
+{
+	(void)events;
+	(void)ctx;
+	for (;;) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		pid_t pid;
+
+		if (cfd < 0) {
+			if (errno != EAGAIN && errno != EINTR &&
+			    errno != ECONNABORTED)
+				log_warning("accept: %m");
+			return;
+		}
+		pid = fork();
+		if (pid < 0) {
+			log_warning("fork: %m");
+			close(cfd);
+			return;
+		}
+		if (pid == 0) {
+			sigset_t none;
+
+			/* The loop's signalfd does not belong to workers. */
+			sigemptyset(&none);
+			sigprocmask(SIG_SETMASK, &none, NULL);
+			/* A request in progress is finished (an mbox append
+			 * must not be cut short); the worker exits when qmgr
+			 * closes the connection. */
+			signal(SIGTERM, SIG_IGN);
+			signal(SIGHUP, SIG_IGN);
+			signal(SIGCHLD, SIG_DFL);
+			close(listen_fd);
+			local_worker(cfd);
+		}
+		worker_count++;
+		close(cfd);
+	}
+}
+
+static void
+local_sigchld(int signo, void *ctx)
+{
+	int status;
+	pid_t pid;
+
+	(void)signo;
+	(void)ctx;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (worker_count > 0)
+			worker_count--;
+		if (WIFSIGNALED(status))
+			log_warning("worker %ld killed by signal %d",
+			    (long)pid, WTERMSIG(status));
+		else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+			log_warning("worker %ld exited with status %d",
+			    (long)pid, WEXITSTATUS(status));
+	}
+}
+
+static void
+local_sigterm(int signo, void *ctx)
+{
+	(void)ctx;
+	log_info("stopping on signal %d", signo);
+	/* Workers finish their request and exit when qmgr disconnects. */
+	ioloop_stop();
+}
+
+static void
+local_sighup(int signo, void *ctx)
+{
+	(void)signo;
+	(void)ctx;
+	if (cfg_load(cfg_path()) != 0)
+		log_warning("reload failed, keeping the old configuration: %s",
+		    cfg_first_error() != NULL ? cfg_first_error() : "?");
+	else
+		log_info("configuration reloaded");
+}
+
+static void
+local_listen(void)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
+	    "%s/private/local", queue_dir) >= sizeof(sun.sun_path))
+		log_fatal("queue_directory path too long for a socket");
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		log_fatal("socket: %m");
+	(void)unlink(sun.sun_path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		log_fatal("bind %s: %m", sun.sun_path);
+	if (chmod(sun.sun_path, 0600) < 0)
+		log_fatal("chmod %s: %m", sun.sun_path);
+	if (root_mode) {
+		/* Only qmgr (run_user) may ask for deliveries. */
+		struct passwd *pw = getpwnam(cfg_get("run_user"));
+
+		if (pw == NULL)
+			log_fatal("run_user %s does not exist",
+			    cfg_get("run_user"));
+		if (chown(sun.sun_path, pw->pw_uid, pw->pw_gid) < 0)
+			log_fatal("chown %s: %m", sun.sun_path);
+	}
+	if (listen(fd, 64) < 0)
+		log_fatal("listen %s: %m", sun.sun_path);
+	listen_fd = fd;
+	listen_io = io_add(fd, IOLOOP_READ, local_accept, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config = CFG_DEFAULT_PATH;
+	struct stat st;
+	int ch;
+
+	while ((ch = getopt(argc, argv, "c:")) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: local [-c CONFIG]\n");
+			return 2;
+		}
+	}
+	log_init("local", false);
+	if (cfg_load(config) != 0)
+		log_fatal("%s", cfg_first_error() != NULL ?
+		    cfg_first_error() : "cannot load the configuration");
+	if (stat(cfg_path(), &st) == 0) {
+		cfg_mtime = st.st_mtim;
+		cfg_size = st.st_size;
+	}
+	root_mode = geteuid() == 0;
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	queue_dir = xstrdup(cfg_get("queue_directory"));
+
+	ioloop_init();
+	local_listen();
+	ioloop_signal(SIGTERM, local_sigterm, NULL);
+	ioloop_signal(SIGINT, local_sigterm, NULL);
+	ioloop_signal(SIGHUP, local_sighup, NULL);
+	ioloop_signal(SIGCHLD, local_sigchld, NULL);
+	log_info("started (%s mode)", root_mode ? "root" : "unprivileged");
+	ioloop_run();
+	io_remove(&listen_io);
+	close(listen_fd);
+	log_info("stopped");
+	return 0;
+}

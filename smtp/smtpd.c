@@ -1,3 +1,385 @@
-/* placeholder: not written yet */
+/*
+ * smtpd: the SMTP server process (DESIGN §2).  Started by posternd as
+ * "smtpd -c CONFIG" with its listening sockets inherited and described by
+ * POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." (doc/internals.md).  It also
+ * serves local submission on $queue_directory/public/pickup, where the
+ * client is identified by its uid (SO_PEERCRED) and trusted to relay.
+ *
+ * One event loop serves every session; queue commits run in a thread pool
+ * (smtpd_data.c).  SIGHUP re-reads the configuration for new sessions;
+ * SIGTERM closes the listeners, says 421 to idle sessions, lets
+ * transactions in progress finish and exits when no session is left (at
+ * most SMTPD_SHUTDOWN_WAIT seconds).
+ *
+ * This file holds the process plumbing only: sessions are in
+ * smtpd_session.c, commands in smtpd_cmd.c.
+ */
 #include "config.h"
-int main(void) { return 1; }
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "ioloop.h"
+#include "log.h"
+#include "smtpd.h"
+#include "str.h"
+#include "xmalloc.h"
+
+/* Connections accepted per readiness event of one listener. */
+#define SMTPD_ACCEPT_BATCH	64
+
+struct smtpd_listener {
+	int		 fd;
+	bool		 local;		/* public/pickup */
+	struct io	*io;
+	struct timer	*pause;		/* accepting paused (EMFILE) */
+};
+
+static struct smtpd_settings *smtpd_settings;
+static struct smtpd_listener *smtpd_listeners;
+static size_t smtpd_listener_count;
+static const char *smtpd_config_path;
+static char *smtpd_pickup_path;
+static bool smtpd_stopping;
+static uint64_t smtpd_stop_deadline;
+
+/* ---- settings ---- */
+
+static struct smtpd_settings *
+smtpd_settings_load(void)
+{
+	struct smtpd_settings *set = xcalloc(1, sizeof(*set));
+	const char *error = NULL;
+	long long v;
+
+	set->refcount = 1;
+	set->myhostname = xstrdup(cfg_get("myhostname"));
+	set->myorigin = xstrdup(cfg_get("myorigin"));
+	set->banner = xstrdup(cfg_get("smtpd_banner"));
+	set->mail_name = xstrdup(cfg_get("mail_name"));
+	set->queue_dir = xstrdup(cfg_get("queue_directory"));
+	v = cfg_get_size("message_size_limit");
+	set->size_limit = v > 0 ? (uint64_t)v : 0;
+	/* The queue file's M record holds at most 4 GiB; leave room for
+	 * the headers we add. */
+	if (set->size_limit == 0 || set->size_limit > 0xFFF00000ULL)
+		set->size_limit = 0xFFF00000ULL;
+	set->rcpt_limit = (unsigned)cfg_get_int("smtpd_recipient_limit");
+	set->soft_error_limit =
+	    (unsigned)cfg_get_int("smtpd_soft_error_limit");
+	set->hard_error_limit =
+	    (unsigned)cfg_get_int("smtpd_hard_error_limit");
+	set->error_sleep_ms =
+	    (uint64_t)cfg_get_time("smtpd_error_sleep_time") * 1000;
+	set->timeout_ms = (uint64_t)cfg_get_time("smtpd_timeout") * 1000;
+	if (set->timeout_ms == 0)
+		set->timeout_ms = 1000;
+	set->hopcount_limit = (unsigned)cfg_get_int("hopcount_limit");
+	set->vrfy_disabled = cfg_get_bool("disable_vrfy_command");
+	set->smtputf8 = cfg_get_bool("smtputf8_enable");
+	set->helo_required = cfg_get_bool("smtpd_helo_required");
+	set->mynetworks = netaddr_mynetworks(&error);
+	if (set->mynetworks == NULL) {
+		log_warning("mynetworks: %s: relaying only for local "
+		    "submission", error != NULL ? error : "unusable");
+		set->mynetworks = xcalloc(1, sizeof(*set->mynetworks));
+	}
+	set->lrm = smtpd_check_lrm_new();
+	return set;
+}
+
+struct smtpd_settings *
+smtpd_settings_get(void)
+{
+	smtpd_settings->refcount++;
+	return smtpd_settings;
+}
+
+void
+smtpd_settings_unref(struct smtpd_settings **setp)
+{
+	struct smtpd_settings *set = *setp;
+
+	if (set == NULL)
+		return;
+	*setp = NULL;
+	if (--set->refcount > 0)
+		return;
+	free(set->myhostname);
+	free(set->myorigin);
+	free(set->banner);
+	free(set->mail_name);
+	free(set->queue_dir);
+	free(set->mynetworks);
+	smtpd_check_lrm_free(&set->lrm);
+	free(set);
+}
+
+const char *
+smtpd_queue_dir(void)
+{
+	return smtpd_settings->queue_dir;
+}
+
+/* ---- listeners ---- */
+
+static void smtpd_accept(int fd, int events, void *ctx);
+
+static void
+smtpd_accept_resume(void *ctx)
+{
+	struct smtpd_listener *l = ctx;
+
+	l->pause = NULL;
+	if (l->io != NULL)
+		io_set_events(l->io, IOLOOP_READ);
+}
+
+static void
+smtpd_accept(int fd, int events, void *ctx)
+{
+	struct smtpd_listener *l = ctx;
+	int i;
+
+	(void)events;
+	for (i = 0; i < SMTPD_ACCEPT_BATCH && !smtpd_stopping; i++) {
+		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (c < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: stop accepting for a
+				 * second instead of spinning. */
+				log_warning("accept: %m");
+				io_set_events(l->io, 0);
+				if (l->pause == NULL)
+					l->pause = timer_add(1000,
+					    smtpd_accept_resume, l);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warning("accept: %m");
+			return;
+		}
+		smtpd_session_new(c, l->local);
+	}
+}
+
+static void
+smtpd_listener_add(int fd, bool local)
+{
+	struct smtpd_listener *l;
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		log_fatal("listener fd %d: %m", fd);
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	smtpd_listeners = xreallocarray(smtpd_listeners,
+	    smtpd_listener_count + 1, sizeof(*smtpd_listeners));
+	l = &smtpd_listeners[smtpd_listener_count++];
+	memset(l, 0, sizeof(*l));
+	l->fd = fd;
+	l->local = local;
+}
+
+/* POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." with ADDR "[v6]" or v4. */
+static void
+smtpd_listen_env(void)
+{
+	const char *env = getenv("POSTERN_LISTEN");
+	char **items;
+	size_t i;
+
+	if (env == NULL || *env == '\0')
+		return;
+	items = strv_split(env, ",");
+	for (i = 0; items[i] != NULL; i++) {
+		char *item = items[i], *svc, *rest;
+		long long fd;
+
+		rest = strchr(item, ':');
+		if (rest == NULL)
+			goto bad;
+		*rest++ = '\0';
+		svc = rest;
+		rest = strchr(svc, ':');
+		if (rest == NULL)
+			goto bad;
+		*rest = '\0';
+		if (str_to_ll(item, 0, 65535, &fd) < 0)
+			goto bad;
+		if (strcmp(svc, "smtp") != 0 &&
+		    strcmp(svc, "submission") != 0) {
+			/* smtps and friends come with TLS, later. */
+			log_warning("POSTERN_LISTEN: service %s not supported "
+			    "here, ignoring fd %lld", svc, fd);
+			continue;
+		}
+		smtpd_listener_add((int)fd, false);
+		continue;
+bad:
+		log_fatal("bad POSTERN_LISTEN element: %s", items[i]);
+	}
+	strv_free(&items);
+}
+
+static void
+smtpd_listen_pickup(void)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	smtpd_pickup_path = xasprintf("%s/public/pickup",
+	    smtpd_settings->queue_dir);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (str_lcpy(sun.sun_path, smtpd_pickup_path,
+	    sizeof(sun.sun_path)) >= sizeof(sun.sun_path)) {
+		log_error("%s: path too long; no local submission",
+		    smtpd_pickup_path);
+		return;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		log_fatal("socket(AF_UNIX): %m");
+	(void)unlink(smtpd_pickup_path);	/* stale from a crash */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(smtpd_pickup_path, 0666) < 0 || listen(fd, 128) < 0) {
+		log_error("%s: %m; no local submission", smtpd_pickup_path);
+		close(fd);
+		return;
+	}
+	smtpd_listener_add(fd, true);
+}
+
+static void
+smtpd_listeners_close(void)
+{
+	size_t i;
+
+	for (i = 0; i < smtpd_listener_count; i++) {
+		struct smtpd_listener *l = &smtpd_listeners[i];
+
+		io_remove(&l->io);
+		timer_remove(&l->pause);
+		close(l->fd);
+		l->fd = -1;
+	}
+	smtpd_listener_count = 0;
+}
+
+/* ---- signals ---- */
+
+static void
+smtpd_sighup(int signo, void *ctx)
+{
+	(void)signo;
+	(void)ctx;
+	if (cfg_load(smtpd_config_path) > 0) {
+		log_warning("reload failed, keeping the old configuration: %s",
+		    cfg_first_error() != NULL ? cfg_first_error() : "?");
+		return;
+	}
+	smtpd_settings_unref(&smtpd_settings);
+	smtpd_settings = smtpd_settings_load();
+	log_info("reload: configuration %s", smtpd_config_path);
+}
+
+static void
+smtpd_stop_check(void *ctx)
+{
+	(void)ctx;
+	if (smtpd_session_count() == 0) {
+		ioloop_stop();
+		return;
+	}
+	if (ioloop_now_ms() >= smtpd_stop_deadline) {
+		log_warning("stopping with %u sessions still open",
+		    smtpd_session_count());
+		ioloop_stop();
+		return;
+	}
+	(void)timer_add(100, smtpd_stop_check, NULL);
+}
+
+static void
+smtpd_sigterm(int signo, void *ctx)
+{
+	(void)ctx;
+	if (smtpd_stopping)
+		return;
+	log_info("terminating on signal %d", signo);
+	smtpd_stopping = true;
+	smtpd_stop_deadline = ioloop_now_ms() + SMTPD_SHUTDOWN_WAIT * 1000;
+	smtpd_listeners_close();
+	smtpd_sessions_shutdown();
+	smtpd_stop_check(NULL);
+}
+
+/* ---- main ---- */
+
+static void __attribute__((noreturn))
+smtpd_usage(void)
+{
+	fprintf(stderr, "usage: smtpd [-c config]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	size_t i;
+	int ch;
+
+	smtpd_config_path = getenv("POSTERN_CONFIG");
+	while ((ch = getopt(argc, argv, "c:")) != -1) {
+		switch (ch) {
+		case 'c':
+			smtpd_config_path = optarg;
+			break;
+		default:
+			smtpd_usage();
+		}
+	}
+	if (optind != argc)
+		smtpd_usage();
+	log_init("smtpd", false);
+	if (cfg_load(smtpd_config_path) > 0)
+		log_fatal("%s", cfg_first_error() != NULL ?
+		    cfg_first_error() : "configuration error");
+	tzset();
+	signal(SIGPIPE, SIG_IGN);
+	ioloop_init();
+	smtpd_settings = smtpd_settings_load();
+
+	smtpd_listen_env();
+	smtpd_listen_pickup();
+	if (smtpd_listener_count == 0)
+		log_fatal("no listeners (POSTERN_LISTEN unset, no pickup "
+		    "socket)");
+	for (i = 0; i < smtpd_listener_count; i++)
+		smtpd_listeners[i].io = io_add(smtpd_listeners[i].fd,
+		    IOLOOP_READ, smtpd_accept, &smtpd_listeners[i]);
+
+	/* Signals first: the worker threads inherit the blocked mask, so
+	 * signalfd sees every signal. */
+	ioloop_signal(SIGHUP, smtpd_sighup, NULL);
+	ioloop_signal(SIGTERM, smtpd_sigterm, NULL);
+	ioloop_signal(SIGINT, smtpd_sigterm, NULL);
+	smtpd_data_pool_init();
+
+	ioloop_run();
+	smtpd_data_pool_stop();
+	return 0;
+}

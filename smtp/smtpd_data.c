@@ -1,2 +1,547 @@
-/* placeholder: not written yet */
+/*
+ * smtpd_data: the message of a transaction, from DATA or BDAT into the
+ * queue file (DESIGN §3, §12 "One pass over message bytes").
+ *
+ * At DATA (or the first BDAT) the queue file is created and the envelope
+ * written (A F f C R records, see queue_file.h), then our Received header.
+ * Decoded message bytes are streamed into the file while the header block
+ * is scanned line by line (bounded by MAX_HEADER_LINE): Date:,
+ * Message-ID: and From: are noted, Received: headers counted, and at the
+ * end of the header block the missing ones are inserted, as Postfix's
+ * cleanup does.  message_size_limit is enforced on the bytes received; an
+ * oversized message is read to its end and dropped.
+ *
+ * The commit (fsync of the file, rename, fsync of the directory) runs in a
+ * small pool of threads so the event loop never waits for the disk and
+ * many sessions' fsyncs proceed concurrently; the session stays parked
+ * until the worker reports through an eventfd.  Only then is 250 sent.
+ */
 #include "config.h"
+
+#include <sys/eventfd.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ioloop.h"
+#include "log.h"
+#include "queue_file.h"
+#include "smtpd.h"
+#include "str.h"
+#include "xmalloc.h"
+
+/* ---- commit pool ---- */
+
+struct smtpd_commit_job {
+	struct smtpd_commit_job	*next;
+	struct smtpd_session	*session;
+	struct queue_writer	*qw;
+	int			 ret;
+	char			 error[256];
+};
+
+static pthread_mutex_t smtpd_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t smtpd_pool_cond = PTHREAD_COND_INITIALIZER;
+static struct smtpd_commit_job *smtpd_pool_todo;
+static struct smtpd_commit_job **smtpd_pool_tail = &smtpd_pool_todo;
+static struct smtpd_commit_job *smtpd_pool_done;
+static int smtpd_pool_efd = -1;
+static struct io *smtpd_pool_io;
+
+static void *
+smtpd_pool_worker(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct smtpd_commit_job *job;
+		const char *error = "";
+		uint64_t one = 1;
+
+		pthread_mutex_lock(&smtpd_pool_lock);
+		while (smtpd_pool_todo == NULL)
+			pthread_cond_wait(&smtpd_pool_cond, &smtpd_pool_lock);
+		job = smtpd_pool_todo;
+		smtpd_pool_todo = job->next;
+		if (smtpd_pool_todo == NULL)
+			smtpd_pool_tail = &smtpd_pool_todo;
+		pthread_mutex_unlock(&smtpd_pool_lock);
+
+		job->ret = queue_writer_commit(&job->qw, &error);
+		/* error is this thread's buffer: copy it here. */
+		if (job->ret < 0)
+			str_lcpy(job->error, error, sizeof(job->error));
+
+		pthread_mutex_lock(&smtpd_pool_lock);
+		job->next = smtpd_pool_done;
+		smtpd_pool_done = job;
+		pthread_mutex_unlock(&smtpd_pool_lock);
+		while (write(smtpd_pool_efd, &one, sizeof(one)) < 0 &&
+		    errno == EINTR)
+			;
+	}
+	return NULL;
+}
+
+static void
+smtpd_pool_collect(int fd, int events, void *ctx)
+{
+	struct smtpd_commit_job *list, *rev = NULL, *job;
+	uint64_t n;
+
+	(void)events;
+	(void)ctx;
+	(void)!read(fd, &n, sizeof(n));
+	pthread_mutex_lock(&smtpd_pool_lock);
+	list = smtpd_pool_done;
+	smtpd_pool_done = NULL;
+	pthread_mutex_unlock(&smtpd_pool_lock);
+	/* Finished jobs were pushed LIFO: answer in completion order. */
+	while (list != NULL) {
+		job = list;
+		list = job->next;
+		job->next = rev;
+		rev = job;
+	}
+	while (rev != NULL) {
+		job = rev;
+		rev = job->next;
+		smtpd_session_commit_done(job->session, job->ret, job->error);
+		free(job);
+	}
+}
+
+void
+smtpd_data_pool_init(void)
+{
+	pthread_attr_t attr;
+	int i;
+
+	smtpd_pool_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (smtpd_pool_efd < 0)
+		log_fatal("eventfd: %m");
+	smtpd_pool_io = io_add(smtpd_pool_efd, IOLOOP_READ,
+	    smtpd_pool_collect, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (i = 0; i < SMTPD_COMMIT_THREADS; i++) {
+		pthread_t tid;
+		int err = pthread_create(&tid, &attr, smtpd_pool_worker, NULL);
+
+		if (err != 0)
+			log_fatal("pthread_create: %s", strerror(err));
+	}
+	pthread_attr_destroy(&attr);
+}
+
+void
+smtpd_data_pool_stop(void)
+{
+	/* Workers may still sleep in pthread_cond_wait: they die with the
+	 * process.  Only the loop's side is released here. */
+	io_remove(&smtpd_pool_io);
+	if (smtpd_pool_efd >= 0)
+		close(smtpd_pool_efd);
+	smtpd_pool_efd = -1;
+}
+
+static void
+smtpd_pool_submit(struct smtpd_session *s, struct queue_writer *qw)
+{
+	struct smtpd_commit_job *job = xcalloc(1, sizeof(*job));
+
+	job->session = s;
+	job->qw = qw;
+	pthread_mutex_lock(&smtpd_pool_lock);
+	*smtpd_pool_tail = job;
+	smtpd_pool_tail = &job->next;
+	pthread_cond_signal(&smtpd_pool_cond);
+	pthread_mutex_unlock(&smtpd_pool_lock);
+}
+
+/* ---- dates ---- */
+
+static const char *const smtpd_days[] = {
+	"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
+};
+static const char *const smtpd_months[] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+	"Nov", "Dec"
+};
+
+/* RFC 5322 §3.3 date-time in the local time zone, locale independent. */
+static void
+smtpd_data_date(char *buf, size_t size, time_t when)
+{
+	struct tm tm;
+	long off;
+	char sign = '+';
+
+	localtime_r(&when, &tm);
+	off = tm.tm_gmtoff / 60;
+	if (off < 0) {
+		sign = '-';
+		off = -off;
+	}
+	snprintf(buf, size, "%s, %d %s %d %02d:%02d:%02d %c%02ld%02ld",
+	    smtpd_days[tm.tm_wday % 7], tm.tm_mday,
+	    smtpd_months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, sign, off / 60, off % 60);
+}
+
+/* ---- writing ---- */
+
+static void
+smtpd_data_write(struct smtpd_session *s, const char *data, size_t len)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (t->status != SMTPD_DATA_OK || len == 0)
+		return;
+	if (queue_writer_write(t->qw, data, len) < 0) {
+		log_warning("%s: queue file write error", t->qid);
+		t->status = SMTPD_DATA_WRITE_ERR;
+		return;
+	}
+	t->ends_in_lf = data[len - 1] == '\n';
+}
+
+static void
+smtpd_data_write_str(struct smtpd_session *s, const char *str)
+{
+	smtpd_data_write(s, str, strlen(str));
+}
+
+static int
+smtpd_data_record(struct smtpd_session *s, char type, const char *value)
+{
+	return queue_writer_record(s->txn->qw, type, value, strlen(value));
+}
+
+static void
+smtpd_data_received(struct smtpd_session *s, struct buf *b)
+{
+	struct smtpd_txn *t = s->txn;
+	char date[64];
+
+	smtpd_data_date(date, sizeof(date), time(NULL));
+	if (s->local) {
+		/* Local submission, as Postfix's pickup writes it. */
+		buf_printf(b, "Received: by %s (%s, from userid %ld)\n"
+		    "\tid %s; %s\n", s->set->myhostname, s->set->mail_name,
+		    (long)s->uid, t->qid, date);
+		return;
+	}
+	buf_printf(b, "Received: from %s (%s [%s])\n"
+	    "\tby %s (%s) with %s id %s", s->helo != NULL ? s->helo : s->name,
+	    s->name, s->rfc_addr, s->set->myhostname, s->set->mail_name,
+	    smtpd_session_proto(s), t->qid);
+	if (t->rcpt_count == 1)
+		buf_printf(b, "\n\tfor <%s>", t->rcpts[0].addr);
+	buf_printf(b, "; %s\n", date);
+}
+
+int
+smtpd_data_begin(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	const char *error;
+	struct timeval tv;
+	struct buf b;
+	size_t i;
+	int ret = 0;
+
+	t->qw = queue_writer_new(s->set->queue_dir, &error);
+	if (t->qw == NULL) {
+		log_warning("queue file create failed: %s", error);
+		return -1;
+	}
+	str_lcpy(t->qid, queue_writer_id(t->qw), sizeof(t->qid));
+	if (s->local)
+		log_info("%s: uid=%ld from=<%s>", t->qid, (long)s->uid,
+		    t->sender);
+	else
+		log_info("%s: client=%s", t->qid, smtpd_session_client(s));
+
+	buf_init(&b, 0);
+	gettimeofday(&tv, NULL);
+	buf_printf(&b, "%lld.%06ld", (long long)tv.tv_sec, (long)tv.tv_usec);
+	ret |= smtpd_data_record(s, 'A', buf_cstr(&b));
+	ret |= smtpd_data_record(s, 'F', t->sender);
+	ret |= smtpd_data_record(s, 'f', t->params);
+	buf_reset(&b);
+	buf_printf(&b, "name=%s", s->name);
+	if (!s->local)
+		buf_printf(&b, "\taddr=%s\tport=%u", s->addr, s->port);
+	if (s->helo != NULL)
+		buf_printf(&b, "\thelo=%s", s->helo);
+	buf_printf(&b, "\tproto=%s", smtpd_session_proto(s));
+	if (s->local)
+		buf_printf(&b, "\tuid=%ld", (long)s->uid);
+	ret |= smtpd_data_record(s, 'C', buf_cstr(&b));
+	for (i = 0; i < t->rcpt_count; i++)
+		ret |= smtpd_data_record(s, 'R', t->rcpts[i].record);
+	ret |= queue_writer_begin_msg(t->qw);
+	if (ret != 0) {
+		log_warning("%s: queue file write error", t->qid);
+		buf_free(&b);
+		queue_writer_abort(&t->qw);
+		return -1;
+	}
+	buf_reset(&b);
+	smtpd_data_received(s, &b);
+	t->status = SMTPD_DATA_OK;
+	t->received = 0;
+	t->in_headers = true;
+	t->last_was_header = false;
+	smtpd_data_write(s, b.data, b.len);
+	buf_free(&b);
+	return t->status == SMTPD_DATA_OK ? 0 : -1;
+}
+
+/* ---- header block ---- */
+
+static bool
+smtpd_name_is(const char *name, size_t len, const char *want)
+{
+	return strlen(want) == len && strncasecmp(name, want, len) == 0;
+}
+
+/* Keep the Message-ID value (unfolded, trimmed) for the log. */
+static void
+smtpd_data_msgid_add(struct smtpd_txn *t, const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (c == '\n' || c == '\r')
+			continue;
+		if ((c == ' ' || c == '\t') &&
+		    (t->msgid.len == 0 ||
+		    t->msgid.data[t->msgid.len - 1] == ' '))
+			continue;
+		if (buf_append_char(&t->msgid, c == '\t' ? ' ' : c) < 0)
+			break;
+	}
+}
+
+/*
+ * The header block ends: add what is missing (Postfix cleanup order:
+ * Message-ID, Date, From), and the empty separator line when the body
+ * starts without one.
+ */
+static void
+smtpd_data_headers_end(struct smtpd_session *s, bool add_separator)
+{
+	struct smtpd_txn *t = s->txn;
+	char date[64], stamp[32], esc[SMTPD_MAX_MSGID + 4];
+	struct buf b;
+	time_t now = time(NULL);
+
+	t->in_headers = false;
+	if (!t->ends_in_lf)
+		smtpd_data_write_str(s, "\n");
+	buf_init(&b, 0);
+	if (!t->have_msgid) {
+		struct tm tm;
+
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+		buf_reset(&t->msgid);
+		buf_printf(&t->msgid, "<%s.%s@%s>", stamp, t->qid,
+		    s->set->myhostname);
+		buf_printf(&b, "Message-ID: %s\n", buf_cstr(&t->msgid));
+	}
+	if (!t->have_date) {
+		smtpd_data_date(date, sizeof(date), now);
+		buf_printf(&b, "Date: %s\n", date);
+	}
+	if (!t->have_from && t->sender[0] != '\0')
+		buf_printf(&b, "From: %s\n", t->sender);
+	else if (!t->have_from)
+		buf_printf(&b, "From: MAILER-DAEMON@%s\n", s->set->myhostname);
+	if (add_separator)
+		buf_append_char(&b, '\n');
+	smtpd_data_write(s, b.data, b.len);
+	buf_free(&b);
+
+	if (t->msgid.len > 0)
+		log_info("%s: message-id=%s", t->qid,
+		    log_escape(esc, sizeof(esc), t->msgid.data,
+		    t->msgid.len));
+	/* Postfix hopcount_limit: a mail loop. */
+	if (t->received_hdrs >= s->set->hopcount_limit &&
+	    t->status == SMTPD_DATA_OK)
+		t->status = SMTPD_DATA_HOPS;
+}
+
+/* One complete physical line (ending in LF) of the header block. */
+static void
+smtpd_data_header_line(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	const char *line = t->hdrline.data;
+	size_t len = t->hdrline.len - 1, nlen;
+
+	if (len == 0) {
+		smtpd_data_headers_end(s, false);
+		smtpd_data_write(s, line, t->hdrline.len);
+	} else if ((line[0] == ' ' || line[0] == '\t') &&
+	    t->last_was_header) {
+		/* Folded continuation (RFC 5322 §2.2.3). */
+		if (t->in_msgid)
+			smtpd_data_msgid_add(t, line, len);
+		smtpd_data_write(s, line, t->hdrline.len);
+	} else if (smtpd_header_name(line, len, &nlen)) {
+		const char *colon = memchr(line, ':', len);
+
+		t->in_msgid = false;
+		if (smtpd_name_is(line, nlen, "Date"))
+			t->have_date = true;
+		else if (smtpd_name_is(line, nlen, "From"))
+			t->have_from = true;
+		else if (smtpd_name_is(line, nlen, "To") ||
+		    smtpd_name_is(line, nlen, "Cc") ||
+		    smtpd_name_is(line, nlen, "Bcc"))
+			t->have_to = true;
+		else if (smtpd_name_is(line, nlen, "Received") ||
+		    smtpd_name_is(line, nlen, "Delivered-To"))
+			t->received_hdrs++;
+		else if (smtpd_name_is(line, nlen, "Message-ID") &&
+		    !t->have_msgid) {
+			t->have_msgid = true;
+			t->in_msgid = true;
+			buf_reset(&t->msgid);
+			smtpd_data_msgid_add(t, colon + 1,
+			    len - (size_t)(colon + 1 - line));
+		}
+		t->last_was_header = true;
+		smtpd_data_write(s, line, t->hdrline.len);
+	} else {
+		/* Not a header: the body starts without a separator. */
+		smtpd_data_headers_end(s, true);
+		smtpd_data_write(s, line, t->hdrline.len);
+	}
+	buf_reset(&t->hdrline);
+}
+
+void
+smtpd_data_input(struct smtpd_session *s, const char *data, size_t len)
+{
+	struct smtpd_txn *t = s->txn;
+
+	t->received += len;
+	if (t->status != SMTPD_DATA_OK)
+		return;
+	if (s->set->size_limit > 0 && t->received > s->set->size_limit) {
+		t->status = SMTPD_DATA_TOO_BIG;
+		return;
+	}
+	while (len > 0 && t->in_headers) {
+		const char *lf = memchr(data, '\n', len);
+		size_t n = lf != NULL ? (size_t)(lf - data) + 1 : len;
+
+		if (buf_append(&t->hdrline, data, n) < 0) {
+			/* A header line over MAX_HEADER_LINE: the header
+			 * block ends here, the rest is body. */
+			smtpd_data_headers_end(s, true);
+			smtpd_data_write(s, t->hdrline.data, t->hdrline.len);
+			buf_reset(&t->hdrline);
+			break;
+		}
+		data += n;
+		len -= n;
+		if (lf != NULL)
+			smtpd_data_header_line(s);
+	}
+	if (len > 0 && !t->in_headers)
+		smtpd_data_write(s, data, len);
+}
+
+bool
+smtpd_data_failed(const struct smtpd_session *s)
+{
+	return s->txn == NULL || s->txn->status != SMTPD_DATA_OK;
+}
+
+const char *
+smtpd_data_error_reply(const struct smtpd_session *s)
+{
+	switch (s->txn->status) {
+	case SMTPD_DATA_TOO_BIG:
+		return "552 5.3.4 Message size exceeds fixed maximum message "
+		    "size";
+	case SMTPD_DATA_HOPS:
+		return "554 5.4.0 Error: too many hops";
+	case SMTPD_DATA_WRITE_ERR:
+	case SMTPD_DATA_OK:
+		break;
+	}
+	return "451 4.3.0 Error: queue file write error";
+}
+
+void
+smtpd_data_log_reject(struct smtpd_session *s, const char *stage,
+    const char *reply)
+{
+	char helo[256];
+	const char *h = s->helo != NULL ? s->helo : "";
+
+	log_escape(helo, sizeof(helo), h, strlen(h));
+	log_info("%s: reject: %s from %s: %s; from=<%s> proto=%s helo=<%s>",
+	    s->txn->qid, stage, smtpd_session_client(s), reply,
+	    s->txn->sender, smtpd_session_proto(s), helo);
+}
+
+void
+smtpd_data_end(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	enum smtpd_stat stat = t->bdat ? SMTPD_STAT_BDAT : SMTPD_STAT_DATA;
+	struct queue_writer *qw;
+
+	if (t->status == SMTPD_DATA_OK && t->in_headers) {
+		/* Only headers (or nothing): finish the last line. */
+		if (t->hdrline.len > 0) {
+			if (buf_append_char(&t->hdrline, '\n') == 0)
+				smtpd_data_header_line(s);
+			else {
+				smtpd_data_headers_end(s, true);
+				smtpd_data_write(s, t->hdrline.data,
+				    t->hdrline.len);
+			}
+		}
+		if (t->in_headers)
+			smtpd_data_headers_end(s, false);
+	}
+	/* Every stored line ends in LF (a BDAT message may not). */
+	if (t->status == SMTPD_DATA_OK && !t->ends_in_lf)
+		smtpd_data_write_str(s, "\n");
+	if (t->status != SMTPD_DATA_OK) {
+		const char *reply = smtpd_data_error_reply(s);
+
+		smtpd_data_log_reject(s, "END-OF-MESSAGE", reply);
+		smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+		smtpd_session_count_stat(s, stat, false);
+		smtpd_session_reply(s, "%s", reply);
+		smtpd_txn_free(&s->txn);
+		s->phase = s->helo != NULL ? SMTPD_PHASE_HELO :
+		    SMTPD_PHASE_INIT;
+		return;
+	}
+	t->msg_size = (uint64_t)queue_writer_msg_size(t->qw);
+	qw = t->qw;
+	t->qw = NULL;
+	smtpd_session_enter_state(s, SMTPD_STATE_COMMIT);
+	smtpd_pool_submit(s, qw);
+}

@@ -1,2 +1,472 @@
-/* placeholder: not written yet */
+/*
+ * smtpd_parse: byte-level parsers of the SMTP server (see smtpd_parse.h).
+ * Everything here is pure and resumable so it can be fed one byte at a
+ * time in the unit tests and by the fuzzer.  This module does not reply,
+ * log or decide policy: it reports what the bytes say.
+ */
 #include "config.h"
+
+#include <string.h>
+
+#include "limits_pst.h"
+#include "smtpd_parse.h"
+
+/* ---- command lines ---- */
+
+void
+smtpd_line_parser_init(struct smtpd_line_parser *p)
+{
+	p->skipping = false;
+}
+
+int
+smtpd_line_parse(struct smtpd_line_parser *p, const char *data, size_t len,
+    size_t *consumed_r, const char **line_r, size_t *line_len_r)
+{
+	const char *lf;
+	size_t skipped = 0, scan;
+
+	*consumed_r = 0;
+	if (p->skipping) {
+		lf = memchr(data, '\n', len);
+		if (lf == NULL) {
+			*consumed_r = len;
+			return 0;
+		}
+		skipped = (size_t)(lf - data) + 1;
+		p->skipping = false;
+		data += skipped;
+		len -= skipped;
+	}
+	scan = len < MAX_SMTP_LINE ? len : MAX_SMTP_LINE;
+	lf = memchr(data, '\n', scan);
+	if (lf != NULL) {
+		size_t n = (size_t)(lf - data);
+
+		*line_r = data;
+		*line_len_r = n > 0 && data[n - 1] == '\r' ? n - 1 : n;
+		*consumed_r = skipped + n + 1;
+		return 1;
+	}
+	if (len < MAX_SMTP_LINE) {
+		*consumed_r = skipped;
+		return 0;
+	}
+	/* Overlong: drop it through its LF if we have it, else skip on. */
+	lf = memchr(data + MAX_SMTP_LINE, '\n', len - MAX_SMTP_LINE);
+	if (lf != NULL)
+		*consumed_r = skipped + (size_t)(lf - data) + 1;
+	else {
+		*consumed_r = skipped + len;
+		p->skipping = true;
+	}
+	return -1;
+}
+
+int
+smtpd_command_parse(char *line, size_t len, struct smtpd_command *cmd)
+{
+	size_t i, v;
+	char *end;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->args = line + len;
+	if (memchr(line, '\0', len) != NULL)
+		return -1;
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] >= 0x80) {
+			cmd->eight_bit = true;
+			break;
+		}
+	cmd->utf8_valid = !cmd->eight_bit || smtpd_utf8_valid(line, len);
+
+	/* Leading white space is tolerated, as Postfix does. */
+	i = 0;
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	for (v = 0; i < len && line[i] != ' ' && line[i] != '\t'; i++) {
+		char c = line[i];
+
+		if (v + 1 >= sizeof(cmd->verb)) {
+			cmd->verb_too_long = true;
+			continue;
+		}
+		cmd->verb[v++] = c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+	}
+	cmd->verb[v] = '\0';
+	if (cmd->verb_too_long)
+		cmd->verb[0] = '\0';
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	cmd->args = line + i;
+	end = line + len;
+	while (end > cmd->args && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*end = '\0';
+	return 0;
+}
+
+const char *
+smtpd_parse_path_keyword(const char *args, const char *keyword)
+{
+	size_t i;
+
+	for (i = 0; keyword[i] != '\0'; i++) {
+		char c = args[i];
+
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 32);
+		if (c != keyword[i])
+			return NULL;
+	}
+	if (args[i] != ':')
+		return NULL;
+	return args + i + 1;
+}
+
+/* ---- ESMTP parameters ---- */
+
+static bool
+is_alnum(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	    (c >= '0' && c <= '9');
+}
+
+int
+smtpd_params_parse(char *s, struct smtpd_param *params, size_t max)
+{
+	size_t n = 0;
+	char *p = s;
+
+	for (;;) {
+		char *key, *val = NULL;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		if (n >= max)
+			return -1;
+		key = p;
+		if (!is_alnum((unsigned char)*p))
+			return -1;
+		for (; *p != '\0' && *p != ' ' && *p != '='; p++) {
+			if (!is_alnum((unsigned char)*p) && *p != '-')
+				return -1;
+			if (*p >= 'a' && *p <= 'z')
+				*p = (char)(*p - 32);
+		}
+		if (*p == '=') {
+			*p++ = '\0';
+			val = p;
+			for (; *p != '\0' && *p != ' '; p++) {
+				unsigned char c = (unsigned char)*p;
+
+				/* esmtp-value, RFC 5321 §4.1.2; UTF-8 per
+				 * RFC 6531 §3.3 (validated by the caller). */
+				if (c < 33 || c == '=' || c == 127)
+					return -1;
+			}
+			if (p == val)
+				return -1;
+		}
+		if (*p == ' ')
+			*p++ = '\0';
+		params[n].key = key;
+		params[n].value = val;
+		n++;
+	}
+	return (int)n;
+}
+
+static bool
+is_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') ||
+	    (c >= 'a' && c <= 'f');
+}
+
+bool
+smtpd_xtext_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (; *p != '\0'; p++) {
+		if (*p == '+') {
+			if (!is_hex(p[1]) || !is_hex(p[2]))
+				return false;
+			p += 2;
+		} else if (*p < 33 || *p > 126 || *p == '=')
+			return false;
+	}
+	return true;
+}
+
+int
+smtpd_parse_number(const char *s, uint64_t max, uint64_t *val_r)
+{
+	uint64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		unsigned d;
+
+		if (*s < '0' || *s > '9')
+			return -1;
+		d = (unsigned)(*s - '0');
+		if (d > max || v > (max - d) / 10)	/* UNSAFE: overflow */
+			return -1;
+		v = v * 10 + d;
+	}
+	*val_r = v;
+	return 0;
+}
+
+bool
+smtpd_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n, k;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			n = 1;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			n = 2;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			n = 3;
+			cp = c & 0x07;
+		} else
+			return false;
+		if (len - i <= n)
+			return false;
+		for (k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* ---- DATA decoder ---- */
+
+void
+smtpd_data_decoder_init(struct smtpd_data_decoder *d)
+{
+	d->state = SMTPD_DATA_BOL;
+}
+
+/*
+ * Output helpers: the output buffer is unbounded (the caller drains it
+ * after every call), so an append cannot fail.
+ */
+static void
+out_c(struct buf *out, char c)
+{
+	(void)buf_append_char(out, c);
+}
+
+int
+smtpd_data_decode(struct smtpd_data_decoder *d, const char *in, size_t len,
+    size_t *consumed_r, struct buf *out)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		char c = in[i];
+
+		switch (d->state) {
+		case SMTPD_DATA_TEXT: {
+			/* Fast path: copy a run of ordinary bytes at once. */
+			size_t j = i;
+
+			while (j < len && in[j] != '\r' && in[j] != '\n')
+				j++;
+			if (j > i) {
+				(void)buf_append(out, in + i, j - i);
+				i = j;
+				continue;
+			}
+			if (c == '\r')
+				d->state = SMTPD_DATA_TEXT_CR;
+			else {
+				/* Bare LF: a line, but not a clean one. */
+				out_c(out, '\n');
+				d->state = SMTPD_DATA_BOL_LF;
+			}
+			break;
+		}
+		case SMTPD_DATA_TEXT_CR:
+			if (c == '\n') {
+				out_c(out, '\n');
+				d->state = SMTPD_DATA_BOL;
+			} else if (c == '\r')
+				out_c(out, '\r');	/* the earlier CR */
+			else {
+				out_c(out, '\r');
+				out_c(out, c);
+				d->state = SMTPD_DATA_TEXT;
+			}
+			break;
+		case SMTPD_DATA_BOL:
+		case SMTPD_DATA_BOL_LF:
+			if (c == '.')
+				d->state = d->state == SMTPD_DATA_BOL ?
+				    SMTPD_DATA_DOT : SMTPD_DATA_LFDOT;
+			else if (c == '\r')
+				d->state = SMTPD_DATA_TEXT_CR;
+			else if (c == '\n') {
+				out_c(out, '\n');
+				d->state = SMTPD_DATA_BOL_LF;
+			} else {
+				out_c(out, c);
+				d->state = SMTPD_DATA_TEXT;
+			}
+			break;
+		case SMTPD_DATA_DOT:
+		case SMTPD_DATA_LFDOT:
+			if (c == '\r')
+				d->state = d->state == SMTPD_DATA_DOT ?
+				    SMTPD_DATA_DOT_CR : SMTPD_DATA_LFDOT_CR;
+			else if (c == '\n') {
+				/* ".<LF>" is content, never an end. */
+				out_c(out, '.');
+				out_c(out, '\n');
+				d->state = SMTPD_DATA_BOL_LF;
+			} else {
+				/* RFC 5321 §4.5.2: drop the stuffed dot. */
+				out_c(out, c);
+				d->state = SMTPD_DATA_TEXT;
+			}
+			break;
+		case SMTPD_DATA_DOT_CR:
+			if (c == '\n') {
+				/* <CR><LF>.<CR><LF>: the only end of data. */
+				d->state = SMTPD_DATA_END;
+				*consumed_r = i + 1;
+				return 1;
+			}
+			/* ".<CR>x": a line with more than the dot. */
+			out_c(out, '\r');
+			if (c == '\r')
+				d->state = SMTPD_DATA_TEXT_CR;
+			else {
+				out_c(out, c);
+				d->state = SMTPD_DATA_TEXT;
+			}
+			break;
+		case SMTPD_DATA_LFDOT_CR:
+			if (c == '\n') {
+				/* "<LF>.<CR><LF>": a dot line, content; it
+				 * ends in CRLF, so the next line is clean. */
+				out_c(out, '.');
+				out_c(out, '\n');
+				d->state = SMTPD_DATA_BOL;
+				break;
+			}
+			out_c(out, '\r');
+			if (c == '\r')
+				d->state = SMTPD_DATA_TEXT_CR;
+			else {
+				out_c(out, c);
+				d->state = SMTPD_DATA_TEXT;
+			}
+			break;
+		case SMTPD_DATA_END:
+			*consumed_r = i;
+			return 1;
+		}
+		i++;
+	}
+	*consumed_r = len;
+	return 0;
+}
+
+/* ---- BDAT decoder ---- */
+
+void
+smtpd_bdat_decoder_init(struct smtpd_bdat_decoder *d)
+{
+	d->pending_cr = false;
+}
+
+void
+smtpd_bdat_decode(struct smtpd_bdat_decoder *d, const char *in, size_t len,
+    struct buf *out)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		const char *cr;
+		size_t run;
+
+		if (d->pending_cr) {
+			d->pending_cr = false;
+			if (in[i] == '\n') {
+				out_c(out, '\n');
+				i++;
+				continue;
+			}
+			out_c(out, '\r');
+		}
+		cr = memchr(in + i, '\r', len - i);
+		run = cr == NULL ? len - i : (size_t)(cr - (in + i));
+		(void)buf_append(out, in + i, run);
+		i += run;
+		if (i < len) {
+			d->pending_cr = true;	/* in[i] is CR */
+			i++;
+		}
+	}
+}
+
+void
+smtpd_bdat_finish(struct smtpd_bdat_decoder *d, struct buf *out)
+{
+	if (d->pending_cr)
+		out_c(out, '\r');
+	d->pending_cr = false;
+}
+
+/* ---- message headers ---- */
+
+bool
+smtpd_header_name(const char *line, size_t len, size_t *name_len_r)
+{
+	size_t i, n;
+
+	/* RFC 5322 §3.6.8: ftext = %d33-57 / %d59-126 */
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c < 33 || c > 126 || c == ':')
+			break;
+	}
+	n = i;
+	if (n == 0)
+		return false;
+	/* RFC 5322 §4.5: obsolete WSP between name and colon. */
+	while (i < len && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	if (i >= len || line[i] != ':')
+		return false;
+	*name_len_r = n;
+	return true;
+}

@@ -1,2 +1,690 @@
-/* placeholder: not written yet */
+/*
+ * smtpd_session: one SMTP connection.  Owns the socket, the bounded input
+ * and output buffers, the I/O state (enum smtpd_state, changed only by
+ * smtpd_session_enter_state()), the idle timeout, the error counter with
+ * its delay and hard limit, and reply output with RFC 2920 pipelining:
+ * every complete command already in the input buffer is executed and its
+ * reply queued; queued replies are written when the input runs dry, when
+ * a command ends a pipeline group, or when the session parks.  While a
+ * session is parked (queue commit in a worker thread, error delay) or its
+ * output is not drained, its input is not read (DESIGN §12 back-pressure).
+ *
+ * What commands mean is smtpd_cmd.c's business, what happens to message
+ * bytes smtpd_data.c's; this file only moves bytes and keeps time.
+ */
 #include "config.h"
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ioloop.h"
+#include "limits_pst.h"
+#include "log.h"
+#include "smtpd.h"
+#include "xmalloc.h"
+
+/* Bytes asked from the kernel per read(2). */
+#define SMTPD_READ_SIZE	(16 * 1024)
+
+static struct smtpd_session *smtpd_sessions;
+static unsigned smtpd_nsessions;
+static uint64_t smtpd_next_id = 1;
+
+static const char *const smtpd_state_names[] = {
+	"CMD", "DATA", "BDAT", "COMMIT", "SLEEP", "CLOSE"
+};
+
+static const char *const smtpd_stat_names[SMTPD_STAT_COUNT] = {
+	"ehlo", "helo", "mail", "rcpt", "bdat", "data", "rset", "noop",
+	"vrfy", "expn", "help", "etrn", "quit", "unknown"
+};
+
+static void	smtpd_session_io(int fd, int events, void *ctx);
+static void	smtpd_session_process(struct smtpd_session *s);
+static void	smtpd_session_done(struct smtpd_session *s);
+
+/* ---- identity ---- */
+
+const char *
+smtpd_session_client(const struct smtpd_session *s)
+{
+	static char buf[300];
+
+	snprintf(buf, sizeof(buf), "%s[%s]", s->name, s->addr);
+	return buf;
+}
+
+const char *
+smtpd_session_proto(const struct smtpd_session *s)
+{
+	if (s->local)
+		return "LOCAL";
+	/* RFC 6531 §3.7.3 and its IANA registry: UTF8SMTP for ESMTP. */
+	if (s->txn != NULL && s->txn->smtputf8)
+		return "UTF8SMTP";
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+static void
+smtpd_session_identify(struct smtpd_session *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+
+	if (s->local) {
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+
+		s->uid = (uid_t)-1;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0)
+			s->uid = cred.uid;
+		s->name = xstrdup("localhost");
+		s->addr = xstrdup("local");
+		s->rfc_addr = xstrdup("local");
+		return;
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(s->fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    netaddr_from_sockaddr((struct sockaddr *)&ss, &s->naddr) < 0) {
+		s->name = xstrdup("unknown");
+		s->addr = xstrdup("unknown");
+		s->rfc_addr = xstrdup("unknown");
+		return;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		s->port = ntohs(in6->sin6_port);
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			/* Show a mapped client as the IPv4 client it is. */
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host,
+			    sizeof(host));
+			s->addr = xstrdup(host);
+			s->rfc_addr = xstrdup(host);
+		} else {
+			inet_ntop(AF_INET6, &in6->sin6_addr, host,
+			    sizeof(host));
+			s->addr = xstrdup(host);
+			s->rfc_addr = xasprintf("IPv6:%s", host);
+		}
+		s->name = xstrdup(IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+		    in6->sin6_addr.s6_addr[12] == 127) ?
+		    "localhost" : "unknown");
+	} else {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		s->port = ntohs(in->sin_port);
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		s->addr = xstrdup(host);
+		s->rfc_addr = xstrdup(host);
+		/* No blocking DNS on the loop: loopback is "localhost". */
+		s->name = xstrdup((ntohl(in->sin_addr.s_addr) >> 24) == 127 ?
+		    "localhost" : "unknown");
+	}
+}
+
+/* ---- lifecycle ---- */
+
+static void
+smtpd_session_timeout(void *ctx)
+{
+	struct smtpd_session *s = ctx;
+
+	s->timeout = NULL;
+	log_info("timeout after %s from %s", s->last_cmd,
+	    smtpd_session_client(s));
+	smtpd_session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+	    s->set->myhostname);
+	smtpd_session_close(s);
+	s->dead = true;		/* no waiting for a sleeping client */
+	smtpd_session_done(s);
+}
+
+static void
+smtpd_session_arm_timeout(struct smtpd_session *s)
+{
+	timer_remove(&s->timeout);
+	if (s->state != SMTPD_STATE_COMMIT && s->state != SMTPD_STATE_SLEEP)
+		s->timeout = timer_add(s->set->timeout_ms,
+		    smtpd_session_timeout, s);
+}
+
+void
+smtpd_session_new(int fd, bool local)
+{
+	struct smtpd_session *s = xcalloc(1, sizeof(*s));
+
+	s->id = smtpd_next_id++;
+	s->fd = fd;
+	s->local = local;
+	s->set = smtpd_settings_get();
+	s->phase = SMTPD_PHASE_INIT;
+	s->last_cmd = "CONNECT";
+	buf_init(&s->in, SMTPD_MAX_INBUF);
+	buf_init(&s->out, 0);
+	smtpd_line_parser_init(&s->lp);
+	smtpd_session_identify(s);
+
+	s->next = smtpd_sessions;
+	if (smtpd_sessions != NULL)
+		smtpd_sessions->prev = s;
+	smtpd_sessions = s;
+	smtpd_nsessions++;
+
+	if (s->local)
+		log_info("connect from %s uid=%ld", smtpd_session_client(s),
+		    (long)s->uid);
+	else
+		log_info("connect from %s", smtpd_session_client(s));
+	s->io = io_add(fd, 0, smtpd_session_io, s);
+	if (smtpd_nsessions > SMTPD_MAX_SESSIONS) {
+		log_warning("too many sessions (%u): rejecting %s",
+		    smtpd_nsessions, smtpd_session_client(s));
+		smtpd_session_reply(s, "421 4.3.2 %s Service temporarily "
+		    "unavailable", s->set->myhostname);
+		smtpd_session_close(s);
+	} else {
+		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
+		smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	}
+	smtpd_session_flush(s);
+	smtpd_session_done(s);
+}
+
+static void
+smtpd_session_log_disconnect(struct smtpd_session *s)
+{
+	struct buf line;
+	unsigned ok = 0, total = 0;
+	int i;
+
+	buf_init(&line, 0);
+	buf_printf(&line, "disconnect from %s", smtpd_session_client(s));
+	for (i = 0; i < SMTPD_STAT_COUNT; i++) {
+		if (s->stat_total[i] == 0)
+			continue;
+		ok += s->stat_ok[i];
+		total += s->stat_total[i];
+		if (s->stat_ok[i] == s->stat_total[i])
+			buf_printf(&line, " %s=%u", smtpd_stat_names[i],
+			    s->stat_total[i]);
+		else
+			buf_printf(&line, " %s=%u/%u", smtpd_stat_names[i],
+			    s->stat_ok[i], s->stat_total[i]);
+	}
+	if (ok == total)
+		buf_printf(&line, " commands=%u", total);
+	else
+		buf_printf(&line, " commands=%u/%u", ok, total);
+	log_info("%s", buf_cstr(&line));
+	buf_free(&line);
+}
+
+static void
+smtpd_session_free(struct smtpd_session *s)
+{
+	smtpd_session_log_disconnect(s);
+	io_remove(&s->io);
+	if (s->fd >= 0)
+		close(s->fd);
+	timer_remove(&s->timeout);
+	timer_remove(&s->sleep_timer);
+	smtpd_txn_free(&s->txn);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		smtpd_sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	smtpd_nsessions--;
+	smtpd_settings_unref(&s->set);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	free(s->bdat_reply);
+	free(s->name);
+	free(s->addr);
+	free(s->rfc_addr);
+	free(s->helo);
+	free(s);
+}
+
+static void
+smtpd_session_update_io(struct smtpd_session *s)
+{
+	int ev = 0;
+
+	if ((s->state == SMTPD_STATE_CMD || s->state == SMTPD_STATE_DATA ||
+	    s->state == SMTPD_STATE_BDAT) && !s->eof &&
+	    s->out.len < SMTPD_OUT_HIGH && s->in.len < s->in.max)
+		ev |= IOLOOP_READ;
+	if (s->out.len > 0)
+		ev |= IOLOOP_WRITE;
+	io_set_events(s->io, ev);
+}
+
+/*
+ * End of every callback that touched s: free a dead session (unless a
+ * worker still holds it for a commit), else recompute the I/O interest.
+ */
+static void
+smtpd_session_done(struct smtpd_session *s)
+{
+	if (s->busy > 0)
+		return;
+	if (s->dead) {
+		if (s->state == SMTPD_STATE_COMMIT) {
+			/* Freed by smtpd_session_commit_done(). */
+			io_set_events(s->io, 0);
+			timer_remove(&s->timeout);
+			return;
+		}
+		smtpd_session_free(s);
+		return;
+	}
+	smtpd_session_update_io(s);
+}
+
+void
+smtpd_session_enter_state(struct smtpd_session *s, enum smtpd_state state)
+{
+	if (s->state != state)
+		log_debug("session %llu: %s -> %s",
+		    (unsigned long long)s->id, smtpd_state_names[s->state],
+		    smtpd_state_names[state]);
+	s->state = state;
+	if (state == SMTPD_STATE_COMMIT || state == SMTPD_STATE_SLEEP)
+		timer_remove(&s->timeout);
+	else if (s->timeout == NULL)
+		smtpd_session_arm_timeout(s);
+}
+
+/* ---- output ---- */
+
+static void
+smtpd_session_count_error(struct smtpd_session *s, int code)
+{
+	s->last_code = code;
+	if (code < 400 || code == 421)
+		return;
+	s->errors++;
+	/* Postfix smtpd_soft_error_limit: delay every error reply from
+	 * here on by smtpd_error_sleep_time. */
+	if (s->errors >= s->set->soft_error_limit &&
+	    s->set->error_sleep_ms > 0)
+		s->sleep_pending = true;
+}
+
+void
+smtpd_session_reply(struct smtpd_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	size_t start = s->out.len;
+	int code = 0;
+
+	va_start(ap, fmt);
+	(void)buf_vprintf(&s->out, fmt, ap);
+	va_end(ap);
+	(void)buf_append(&s->out, "\r\n", 2);
+	if (s->out.len - start >= 3)
+		code = (s->out.data[start] - '0') * 100 +
+		    (s->out.data[start + 1] - '0') * 10 +
+		    (s->out.data[start + 2] - '0');
+	smtpd_session_count_error(s, code);
+}
+
+void
+smtpd_session_reply_raw(struct smtpd_session *s, const char *text)
+{
+	(void)buf_append_str(&s->out, text);
+	s->last_code = atoi(text);
+}
+
+void
+smtpd_session_count_stat(struct smtpd_session *s, enum smtpd_stat stat,
+    bool ok)
+{
+	s->stat_total[stat]++;
+	if (ok)
+		s->stat_ok[stat]++;
+}
+
+static void
+smtpd_session_lost(struct smtpd_session *s)
+{
+	/* After QUIT or 421 a reset by the client is no news. */
+	if (!s->dead && s->state != SMTPD_STATE_CLOSE)
+		log_info("lost connection after %s from %s", s->last_cmd,
+		    smtpd_session_client(s));
+	s->dead = true;
+}
+
+void
+smtpd_session_flush(struct smtpd_session *s)
+{
+	size_t off = 0;
+
+	if (s->dead)
+		return;
+	while (off < s->out.len) {
+		ssize_t n = send(s->fd, s->out.data + off, s->out.len - off,
+		    MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			buf_consume(&s->out, off);
+			smtpd_session_lost(s);
+			return;
+		}
+		off += (size_t)n;
+	}
+	if (off > 0) {
+		buf_consume(&s->out, off);
+		if (s->timeout != NULL)
+			smtpd_session_arm_timeout(s);
+	}
+	if (s->out.len == 0 && s->state == SMTPD_STATE_CLOSE)
+		s->dead = true;
+}
+
+void
+smtpd_session_close(struct smtpd_session *s)
+{
+	timer_remove(&s->sleep_timer);
+	smtpd_session_enter_state(s, SMTPD_STATE_CLOSE);
+	smtpd_session_flush(s);
+}
+
+/* ---- input ---- */
+
+static void
+smtpd_session_sleep_done(void *ctx)
+{
+	struct smtpd_session *s = ctx;
+
+	s->sleep_timer = NULL;
+	s->busy++;
+	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	smtpd_session_flush(s);
+	smtpd_session_process(s);
+	s->busy--;
+	smtpd_session_done(s);
+}
+
+/* One chunk of BDAT data has been read completely. */
+static void
+smtpd_session_bdat_chunk_end(struct smtpd_session *s)
+{
+	if (s->bdat_discard) {
+		s->bdat_discard = false;
+		smtpd_session_count_stat(s, SMTPD_STAT_BDAT, false);
+		smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+		smtpd_session_reply(s, "%s", s->bdat_reply);
+		free(s->bdat_reply);
+		s->bdat_reply = NULL;
+		return;
+	}
+	if (s->bdat_last) {
+		smtpd_bdat_finish(&s->txn->bd, &s->txn->decoded);
+		if (s->txn->decoded.len > 0)
+			smtpd_data_input(s, s->txn->decoded.data,
+			    s->txn->decoded.len);
+		buf_reset(&s->txn->decoded);
+		smtpd_data_end(s);
+		return;
+	}
+	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	if (smtpd_data_failed(s)) {
+		/* RFC 3030 §2: the client sends no more chunks after an
+		 * error; the transaction is over. */
+		const char *reply = smtpd_data_error_reply(s);
+
+		smtpd_data_log_reject(s, "BDAT", reply);
+		smtpd_session_count_stat(s, SMTPD_STAT_BDAT, false);
+		smtpd_session_reply(s, "%s", reply);
+		smtpd_txn_free(&s->txn);
+		s->phase = s->helo != NULL ? SMTPD_PHASE_HELO :
+		    SMTPD_PHASE_INIT;
+		return;
+	}
+	smtpd_session_count_stat(s, SMTPD_STAT_BDAT, true);
+	smtpd_session_reply(s, "250 2.0.0 Ok: %llu octets",
+	    (unsigned long long)s->bdat_chunk);
+}
+
+static bool
+smtpd_session_idle(const struct smtpd_session *s)
+{
+	/* A BDAT transaction under way is not idle: let it finish. */
+	return s->state == SMTPD_STATE_CMD &&
+	    (s->txn == NULL || !s->txn->bdat || s->txn->qw == NULL);
+}
+
+static void
+smtpd_session_process(struct smtpd_session *s)
+{
+	char line[MAX_SMTP_LINE + 1];
+
+	while (!s->dead) {
+		if (s->out.len >= SMTPD_OUT_HIGH)
+			break;
+		if (s->shutdown && smtpd_session_idle(s)) {
+			smtpd_session_reply(s, "421 4.3.2 %s Service shutting "
+			    "down", s->set->myhostname);
+			smtpd_session_close(s);
+			break;
+		}
+		if (s->state == SMTPD_STATE_CMD) {
+			const char *lp;
+			size_t consumed, llen;
+			int r;
+
+			r = smtpd_line_parse(&s->lp, s->in.data, s->in.len,
+			    &consumed, &lp, &llen);
+			if (r == 0) {
+				buf_consume(&s->in, consumed);
+				break;
+			}
+			if (r < 0) {
+				buf_consume(&s->in, consumed);
+				s->last_cmd = "UNKNOWN";
+				smtpd_session_count_stat(s,
+				    SMTPD_STAT_UNKNOWN, false);
+				smtpd_session_reply(s,
+				    "500 5.5.2 Error: line too long");
+			} else {
+				memcpy(line, lp, llen);
+				line[llen] = '\0';
+				buf_consume(&s->in, consumed);
+				/* Postfix smtpd_hard_error_limit */
+				if (s->errors >= s->set->hard_error_limit) {
+					log_info("too many errors after %s "
+					    "from %s", s->last_cmd,
+					    smtpd_session_client(s));
+					smtpd_session_reply(s, "421 4.7.0 %s "
+					    "Error: too many errors",
+					    s->set->myhostname);
+					smtpd_session_close(s);
+					break;
+				}
+				smtpd_cmd_execute(s, line, llen);
+			}
+		} else if (s->state == SMTPD_STATE_DATA) {
+			struct smtpd_txn *t = s->txn;
+			size_t consumed;
+			int r;
+
+			if (s->in.len == 0)
+				break;
+			r = smtpd_data_decode(&t->dd, s->in.data, s->in.len,
+			    &consumed, &t->decoded);
+			buf_consume(&s->in, consumed);
+			if (t->decoded.len > 0)
+				smtpd_data_input(s, t->decoded.data,
+				    t->decoded.len);
+			buf_reset(&t->decoded);
+			if (r == 1)
+				smtpd_data_end(s);
+		} else if (s->state == SMTPD_STATE_BDAT) {
+			size_t n;
+
+			if (s->bdat_remaining > 0 && s->in.len == 0)
+				break;
+			n = s->in.len;
+			if ((uint64_t)n > s->bdat_remaining)
+				n = (size_t)s->bdat_remaining;
+			if (!s->bdat_discard && n > 0) {
+				struct smtpd_txn *t = s->txn;
+
+				smtpd_bdat_decode(&t->bd, s->in.data, n,
+				    &t->decoded);
+				smtpd_data_input(s, t->decoded.data,
+				    t->decoded.len);
+				buf_reset(&t->decoded);
+			}
+			buf_consume(&s->in, n);
+			s->bdat_remaining -= n;
+			if (s->bdat_remaining == 0)
+				smtpd_session_bdat_chunk_end(s);
+		} else
+			break;	/* parked or closing */
+
+		if (s->sleep_pending && !s->dead &&
+		    s->state == SMTPD_STATE_CMD) {
+			s->sleep_pending = false;
+			smtpd_session_enter_state(s, SMTPD_STATE_SLEEP);
+			s->sleep_timer = timer_add(s->set->error_sleep_ms,
+			    smtpd_session_sleep_done, s);
+			return;	/* the replies go out after the delay */
+		}
+	}
+	if (s->dead)
+		return;
+	if (s->eof && (s->state == SMTPD_STATE_CMD ||
+	    s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT)) {
+		/* The client is gone: what is left is a partial command or
+		 * an unfinished message, never to be completed. */
+		smtpd_session_flush(s);
+		smtpd_session_lost(s);
+		return;
+	}
+	smtpd_session_flush(s);
+}
+
+static void
+smtpd_session_read(struct smtpd_session *s)
+{
+	size_t room = s->in.max - s->in.len;
+	ssize_t n;
+
+	if (room == 0)
+		return;
+	if (room > SMTPD_READ_SIZE)
+		room = SMTPD_READ_SIZE;
+	if (buf_reserve(&s->in, room) < 0)
+		return;
+	n = read(s->fd, s->in.data + s->in.len, room);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		smtpd_session_lost(s);
+		return;
+	}
+	if (n == 0)
+		s->eof = true;
+	else {
+		s->in.len += (size_t)n;
+		smtpd_session_arm_timeout(s);
+	}
+}
+
+static void
+smtpd_session_io(int fd, int events, void *ctx)
+{
+	struct smtpd_session *s = ctx;
+
+	(void)fd;
+	s->busy++;
+	if (events & IOLOOP_WRITE)
+		smtpd_session_flush(s);
+	if (!s->dead && (events & IOLOOP_READ) &&
+	    (io_get_events(s->io) & IOLOOP_READ))
+		smtpd_session_read(s);
+	if (!s->dead)
+		smtpd_session_process(s);
+	s->busy--;
+	smtpd_session_done(s);
+}
+
+/* ---- commit completion, shutdown ---- */
+
+void
+smtpd_session_commit_done(struct smtpd_session *s, int ret,
+    const char *error)
+{
+	struct smtpd_txn *t = s->txn;
+	enum smtpd_stat stat = t->bdat ? SMTPD_STAT_BDAT : SMTPD_STAT_DATA;
+
+	s->busy++;
+	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	if (ret == 0) {
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+		    t->qid, t->sender, (unsigned long long)t->msg_size,
+		    t->rcpt_count);
+		queue_notify_qmgr(s->set->queue_dir, t->qid);
+		smtpd_session_count_stat(s, stat, true);
+		smtpd_session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
+	} else {
+		log_warning("%s: queue file commit failed: %s", t->qid,
+		    error);
+		smtpd_session_count_stat(s, stat, false);
+		smtpd_session_reply(s, "451 4.3.0 Error: queue file write "
+		    "error");
+	}
+	smtpd_txn_free(&s->txn);
+	s->phase = s->helo != NULL ? SMTPD_PHASE_HELO : SMTPD_PHASE_INIT;
+	if (!s->dead)
+		smtpd_session_process(s);
+	s->busy--;
+	smtpd_session_done(s);
+}
+
+void
+smtpd_sessions_shutdown(void)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = smtpd_sessions; s != NULL; s = next) {
+		next = s->next;
+		s->shutdown = true;
+		if (s->state == SMTPD_STATE_SLEEP) {
+			timer_remove(&s->sleep_timer);
+			smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+		}
+		if (smtpd_session_idle(s)) {
+			smtpd_session_reply(s, "421 4.3.2 %s Service shutting "
+			    "down", s->set->myhostname);
+			smtpd_session_close(s);
+			smtpd_session_done(s);
+		}
+	}
+}
+
+unsigned
+smtpd_session_count(void)
+{
+	return smtpd_nsessions;
+}

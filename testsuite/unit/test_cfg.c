@@ -232,9 +232,13 @@ test_types(void)
 	test_assert(load("smtpd_timeout = 5 fortnights\n") == 1);
 	test_assert(load("smtp_listen = 70000\n") == 1);
 	test_assert(load("smtp_listen = ::1:25\n") == 1);
-	test_assert(load("alias_maps = regexp:/etc/x\n") == 1);
+	test_assert(load("alias_maps = ldap:/etc/x\n") == 1);
 	test_assert(has_error(":1: bad value for alias_maps: "
-	    "\"regexp:/etc/x\" (unsupported lookup table type \"regexp\")"));
+	    "\"ldap:/etc/x\" (unsupported lookup table type \"ldap\")"));
+	test_assert(load("header_checks = regexp:/etc/postern/header_checks, "
+	    "pcre:/etc/x\nbody_checks = regexp:{ {/a/ REJECT}, "
+	    "{/b/ DISCARD} }\n") == 0);
+	test_assert(load("header_checks = regexp:{ {/a/ REJECT}\n") == 1);
 	test_assert(load("alias_maps = /etc/aliases\n") == 1);
 	test_assert(load("mynetworks = 10.0.0.0/33\n") == 1);
 	test_assert(load("mynetworks = 10.0.0.0/8, bogus\n") == 1);
@@ -288,6 +292,11 @@ test_lists(void)
 	test_assert_streq(l[0], "a b");
 	test_assert_streq(l[1], "c{d,e}f");
 	strv_free(&l);
+	/* A device is not a list file (getline() would never end). */
+	test_assert(load("mydestination = localhost, /dev/zero\n") == 0);
+	l = cfg_get_list("mydestination");
+	test_assert(strv_len(l) == 1);
+	cfg_list_free(&l);
 	unlink(file);
 	free(file);
 	test_end();
@@ -387,6 +396,82 @@ test_tutorial(void)
 	cfg_list_free(&l);
 	test_assert(cfg_get_size("message_size_limit") == 10485760);
 	test_assert_streq(cfg_get("mail_location"), "maildir:~/Maildir");
+
+	/* The other main.cf settings of the tutorials. */
+	test_assert(load(
+	    "smtpd_use_tls = yes\n"
+	    "smtpd_tls_cert_file = /etc/postfix/mail.crt\n"
+	    "smtpd_tls_key_file = /etc/postfix/mail.key\n"
+	    "smtpd_tls_security_level = may\n"
+	    "smtpd_sender_restrictions = permit_mynetworks, "
+	    "check_sender_access hash:/etc/postfix/sender_access, permit\n"
+	    "smtpd_recipient_restrictions =\n"
+	    "    permit_mynetworks,\n"
+	    "    permit_sasl_authenticated,\n"
+	    "    reject_unknown_sender_domain,\n"
+	    "    reject_unauth_destination,\n"
+	    "    reject_rbl_client cbl.abuseat.org,\n"
+	    "    check_policy_service unix:/var/spool/postfix/postgrey/socket\n"
+	    "smtpd_client_restrictions =\n"
+	    "    check_client_access hash:/etc/postfix/access,\n"
+	    "    reject_rbl_client bl.spamcop.net\n"
+	    "header_checks = regexp:/etc/postfix/header_checks\n"
+	    "body_checks = regexp:/etc/postfix/body_checks\n"
+	    "smtpd_sasl_auth_enable = yes\n"
+	    "smtpd_sasl_security_options = noanonymous\n"
+	    "broken_sasl_auth_clients = yes\n"
+	    "relayhost = [ms1.hinet.net]\n"
+	    "message_size_limit =   40000000\n"
+	    "mailbox_size_limit = 1000000000\n"
+	    "always_bcc = some@host.name\n"
+	    "smtp_generic_maps = hash:/etc/postfix/generic\n") == 0);
+	test_assert_streq(cfg_get("header_checks"),
+	    "regexp:/etc/postfix/header_checks");
+	test_assert(cfg_get_size("mailbox_size_limit") == 1000000000);
+	test_end();
+}
+
+static void
+test_param_table(void)
+{
+	size_t i, j;
+	const char *why;
+	bool dup = false, bad = false;
+
+	/* Every default passes its own check, and no name is listed twice
+	 * (a duplicate would make cfg_param_find() ambiguous). */
+	test_begin("parameter table");
+	test_assert(cfg_load(NULL) == 0);
+	for (i = 0; i < cfg_params_count; i++) {
+		for (j = i + 1; j < cfg_params_count; j++) {
+			if (strcmp(cfg_params[i].name,
+			    cfg_params[j].name) == 0) {
+				printf("# duplicate %s\n", cfg_params[i].name);
+				dup = true;
+			}
+		}
+		if (cfg_param_check(&cfg_params[i],
+		    cfg_get(cfg_params[i].name), &why) < 0) {
+			printf("# default of %s: %s\n", cfg_params[i].name,
+			    why);
+			bad = true;
+		}
+	}
+	test_assert(!dup);
+	test_assert(!bad);
+	test_assert(cfg_get_size("header_size_limit") == 102400);
+	test_assert(cfg_get_int("line_length_limit") == 2048);
+	test_assert(cfg_get_int("unknown_client_reject_code") == 450);
+	test_assert(cfg_get_int("non_fqdn_reject_code") == 504);
+	test_assert(cfg_get_time("smtp_connect_timeout") == 30);
+	test_assert(cfg_get_time("smtpd_tls_session_cache_timeout") == 3600);
+	test_assert(cfg_get_int("smtp_destination_concurrency_limit") == 20);
+	test_assert(load("default_destination_concurrency_limit = 7\n") == 0);
+	test_assert(cfg_get_int("smtp_destination_concurrency_limit") == 7);
+	test_assert_streq(cfg_get("smtp_sasl_tls_security_options"),
+	    "noplaintext, noanonymous");
+	test_assert(load("smtpd_tls_loglevel = 5\n") == 1);
+	test_assert(load("smtpd_tls_ciphers = strong\n") == 1);
 	test_end();
 }
 
@@ -462,6 +547,7 @@ main(void)
 	test_errors();
 	test_mail_location();
 	test_tutorial();
+	test_param_table();
 	test_set_dump();
 	test_expand_user();
 	unlink(conf_path);

@@ -2,7 +2,8 @@
  * Unit tests of common/map.c: building and reading hash: tables (with
  * and without the trailing NUL), the stale and missing .db errors,
  * aliases syntax with continuation lines, texthash, cidr, inline, static,
- * unix, proxy, lists of tables and refresh after a rebuild.
+ * unix, proxy, lists of tables and refresh after a rebuild; regexp: and
+ * pcre: tables (flags, $n, if/endif, skipped bad rules, inline rules).
  */
 #include "config.h"
 
@@ -276,9 +277,9 @@ test_text_tables(void)
 	map_close(&m);
 	test_assert(map_open("unix:shadow.byname", MAP_KIND_PLAIN, &err) ==
 	    NULL);
-	test_assert(map_open("regexp:/etc/x", MAP_KIND_PLAIN, &err) ==
+	test_assert(map_open("ldap:/etc/x", MAP_KIND_PLAIN, &err) ==
 	    NULL && strstr(err, "unsupported lookup table type "
-	    "\"regexp\"") != NULL);
+	    "\"ldap\"") != NULL);
 	test_assert(map_open("/etc/aliases", MAP_KIND_PLAIN, &err) == NULL);
 	test_end();
 }
@@ -321,6 +322,201 @@ test_lists(void)
 	test_end();
 }
 
+static void
+test_regexp(void)
+{
+	const char *err = NULL;
+	char *src, *spec, *big, *v = NULL;
+	struct map *m;
+
+	test_begin("regexp: rules, flags, $n, if/endif, bad rules skipped");
+	src = write_file("header_checks",
+	    "# header checks, first match wins\n"
+	    "/^Subject:.*A funny game/   DISCARD drop header deny\n"
+	    "/^Subject: (.*) viagra/     REJECT no $1 please\n"
+	    "/^From:.*@(example)\\.(com)/ OK ${1}-$(2) $$5 $ end\n"
+	    "/^X-Case: abc/i             case-sensitive\n"
+	    "if /^To:/\n"
+	    "/@example\\.org/            REJECT inner\n"
+	    "endif\n"
+	    "/@example\\.org/            OK outer\n"
+	    "/^X-Two: a/!/b/             two-pattern\n"
+	    "/^X-Long: (.*)$/            $1$1$1$1$1$1$1$1\n"
+	    "/^X-Cont:/                  continued\n"
+	    "  result\n"
+	    "|^X-Delim: a/b|             other delimiter\n"
+	    "/unclosed                   REJECT\n"
+	    "/a/q                        REJECT bad flag\n"
+	    "/(a)/                       $2\n"
+	    "!/(a)/                      $1\n"
+	    "/a/                         $foo\n"
+	    "/a/                         $1x\n"
+	    "/((a{100}){100}){100}/      too big\n"
+	    "/(a)\\1/                    back-reference\n"
+	    "/[/                         bad regex\n"
+	    "endif\n"
+	    "bogus line\n"
+	    "!/^Received:/               WARN not received\n");
+	spec = xasprintf("regexp:%s", src);
+	m = map_open(spec, MAP_KIND_PLAIN, &err);
+	test_assert(m != NULL);
+	if (m != NULL) {
+		test_assert_streq(get(m, "Subject: A funny game tonight"),
+		    "DISCARD drop header deny");
+		test_assert_streq(get(m, "subject: a FUNNY GAME"),
+		    "DISCARD drop header deny");
+		test_assert_streq(get(m, "Subject: buy viagra"),
+		    "REJECT no buy please");
+		test_assert_streq(get(m, "From: Bob <bob@EXAMPLE.com>"),
+		    "OK EXAMPLE-com $5 $ end");
+		test_assert_streq(get(m, "X-Case: abc"), "case-sensitive");
+		test_assert_streq(get(m, "X-CASE: ABC"), "WARN not received");
+		test_assert_streq(get(m, "To: x@example.org"),
+		    "REJECT inner");
+		test_assert_streq(get(m, "Cc: x@example.org"), "OK outer");
+		test_assert_streq(get(m, "Received: from x@example.org"),
+		    "OK outer");
+		test_assert_streq(get(m, "X-Two: a c"), "two-pattern");
+		test_assert_streq(get(m, "X-Two: a b"), "WARN not received");
+		test_assert_streq(get(m, "X-Cont: x"), "continued result");
+		test_assert_streq(get(m, "X-Delim: a/b"), "other delimiter");
+		test_assert_streq(get(m, "X-Long: abc"),
+		    "abcabcabcabcabcabcabcabc");
+		test_assert(get(m, "Received: from mx") == NULL);
+		/* Skipped rules do not match anything. */
+		test_assert(get(m, "Received: a") == NULL);
+		test_assert(get(m, "Received: aa") == NULL);
+		test_assert(get(m, "Received: [") == NULL);
+		/* A result past MAX_REGEXP_RESULT is an error, not a
+		 * truncation. */
+		big = xmalloc(20000);
+		memcpy(big, "X-Long: ", 8);
+		memset(big + 8, 'x', 20000 - 9);
+		big[20000 - 1] = '\0';
+		test_assert(map_lookup(m, big, &v) == -1 && v == NULL);
+		free(big);
+		map_close(&m);
+	}
+	unlink(src);
+	free(src);
+	free(spec);
+
+	/* if without endif hides the rest; nested ifs. */
+	src = write_file("nested",
+	    "/^A/ first\n"
+	    "if /a/\n"
+	    "if !/b/\n"
+	    "/c/ a-not-b-c\n"
+	    "endif\n"
+	    "/c/ a-c\n"
+	    "ENDIF\n"
+	    "If /^B/\n"
+	    "/C/ inner\n");
+	spec = xasprintf("regexp:%s", src);
+	m = map_open(spec, MAP_KIND_PLAIN, &err);
+	test_assert(m != NULL);
+	if (m != NULL) {
+		test_assert_streq(get(m, "A"), "first");
+		test_assert_streq(get(m, "x a c"), "a-not-b-c");
+		test_assert_streq(get(m, "x a b c"), "a-c");
+		test_assert_streq(get(m, "B C"), "inner");
+		test_assert(get(m, "Z C") == NULL);
+		map_close(&m);
+	}
+	/* Refresh picks up an edited file. */
+	unlink(src);
+	free(src);
+	free(spec);
+	src = write_file("refresh", "/x/ one\n");
+	spec = xasprintf("regexp:%s", src);
+	m = map_open(spec, MAP_KIND_PLAIN, &err);
+	test_assert(m != NULL);
+	if (m != NULL) {
+		test_assert_streq(get(m, "x"), "one");
+		free(write_file("refresh", "/x/ two, longer\n"));
+		set_mtime(src, time(NULL) + 10);
+		test_assert(map_refresh(m, &err) == 0);
+		test_assert_streq(get(m, "x"), "two, longer");
+		map_close(&m);
+	}
+	unlink(src);
+	free(src);
+	free(spec);
+
+	/* Inline rules (Postfix 3.7 syntax). */
+	m = map_open("regexp:{ {/^a(b)/ got $1}, {if /c/}, {/d/ cd}, "
+	    "{endif}, {/c/ cee} }", MAP_KIND_PLAIN, &err);
+	test_assert(m != NULL);
+	if (m != NULL) {
+		test_assert_streq(get(m, "abx"), "got b");
+		test_assert_streq(get(m, "c d"), "cd");
+		test_assert_streq(get(m, "c"), "cee");
+		test_assert(get(m, "d") == NULL);
+		map_close(&m);
+	}
+	test_assert(map_open("regexp:{ /a/ b", MAP_KIND_PLAIN, &err) == NULL);
+	test_assert(map_open("regexp:/nonexistent/file", MAP_KIND_PLAIN,
+	    &err) == NULL);
+	/* Devices are not tables: getline() would read /dev/zero forever. */
+	test_assert(map_open("texthash:/dev/zero", MAP_KIND_PLAIN, &err) ==
+	    NULL && strstr(err, "not a regular file") != NULL);
+	test_assert(map_open("regexp:/dev/zero", MAP_KIND_PLAIN, &err) ==
+	    NULL);
+	test_assert(map_build("hash:/dev/zero", MAP_KIND_PLAIN, &err) < 0);
+	test_end();
+}
+
+static void
+test_pcre(void)
+{
+	const char *err = NULL;
+	char *src, *spec;
+	struct map *m;
+
+	test_begin("pcre: the common Perl subset");
+	src = write_file("pcre",
+	    "/^Subject:\\s+(\\d+)\\s*%\\s+off/   REJECT $1 percent\n"
+	    "/^(?:X|Y)-Spam:\\s*(\\w+)/          WARN $1\n"
+	    "/^X-Br:\\s*[\\]\\-\\d]+$/            bracket\n"
+	    "/^X-Caret:[\\^]$/                   caret\n"
+	    "/^X-Lazy:(.*?)end/                  lazy $1\n"
+	    "/^X-Hex:\\x41\\t\\x{42}/            hex\n"
+	    "/^X-Brace:a{2}x{/                   brace\n"
+	    "/^X-Word:\\W\\S+\\W\\bz/             word\n"
+	    "/^X-Dollar: \\$5/s                  dollar\n"
+	    "/(?=a)/                             look-ahead\n"
+	    "/a++/                               possessive\n"
+	    "/\\p{L}/                            property\n"
+	    "/a/x                                extended flag\n"
+	    "/a/!/b/                             two patterns\n"
+	    "/(a)\\1/                            back-reference\n"
+	    "/[\\D]/                             negated class\n");
+	spec = xasprintf("pcre:%s", src);
+	m = map_open(spec, MAP_KIND_PLAIN, &err);
+	test_assert(m != NULL);
+	if (m != NULL) {
+		test_assert_streq(get(m, "Subject:  50 % off"),
+		    "REJECT 50 percent");
+		test_assert_streq(get(m, "Y-Spam: yes please"), "WARN yes");
+		test_assert_streq(get(m, "X-Br: ]-5"), "bracket");
+		test_assert(get(m, "X-Br: a") == NULL);
+		test_assert_streq(get(m, "X-Caret:^"), "caret");
+		test_assert_streq(get(m, "X-Lazy: abend"), "lazy  ab");
+		test_assert_streq(get(m, "X-Hex:A\tB"), "hex");
+		test_assert_streq(get(m, "X-Brace:aax{"), "brace");
+		test_assert_streq(get(m, "X-Word: yy z"), "word");
+		test_assert_streq(get(m, "X-Dollar: $5"), "dollar");
+		/* The unsupported rules were skipped. */
+		test_assert(get(m, "a") == NULL);
+		test_assert(get(m, "aa") == NULL);
+		map_close(&m);
+	}
+	unlink(src);
+	free(src);
+	free(spec);
+	test_end();
+}
+
 int
 main(void)
 {
@@ -330,6 +526,8 @@ main(void)
 	test_hash_plain();
 	test_text_tables();
 	test_lists();
+	test_regexp();
+	test_pcre();
 	rmdir(tmpdir);
 	return test_done();
 }
