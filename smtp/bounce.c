@@ -205,17 +205,15 @@ bounce_human_part(struct buf *b, enum bounce_type type,
 	switch (type) {
 	case BOUNCE_FAILED:
 		if (postmaster)
-			buf_printf(b, "A message with the null sender <> could "
-			    "not be delivered to one or\nmore recipients. "
-			    "Its headers are attached below.\n\n");
+			buf_printf(b, "A message with the null sender <> "
+			    "could not be delivered to one or\nmore of its "
+			    "recipients.  Its headers are attached.\n\n");
 		else
-			buf_printf(b, "I'm sorry to have to inform you that "
-			    "your message could not\nbe delivered to one or "
-			    "more recipients. It's attached below.\n\n");
-		buf_printf(b, "For further assistance, please send mail to "
-		    "postmaster.\n\nIf you do so, please include this problem "
-		    "report. You can\ndelete your own text from the attached "
-		    "returned message.\n\n");
+			buf_printf(b, "Your message could not be delivered "
+			    "to one or more of its recipients.\nThe reasons "
+			    "are listed below; your message is attached.\n\n");
+		buf_printf(b, "If you need help, write to the postmaster "
+		    "of this system and include\nthis report.\n\n");
 		break;
 	case BOUNCE_DELAYED: {
 		long long warn = cfg_get_time("delay_warning_time");
@@ -223,30 +221,23 @@ bounce_human_part(struct buf *b, enum bounce_type type,
 		    cfg_get_time("bounce_queue_lifetime") :
 		    cfg_get_time("maximal_queue_lifetime");
 
-		buf_printf(b, "####################################"
-		    "################################\n"
-		    "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND "
-		    "YOUR MESSAGE. #\n"
-		    "####################################"
-		    "################################\n\n");
-		buf_printf(b, "Your message could not be delivered for more "
-		    "than %lld hour(s).\nIt will be retried until it is "
-		    "%lld day(s) old.\n\n", (warn + 3599) / 3600,
+		buf_printf(b, "This is a warning only: you do not need to "
+		    "send your message again.\n\n");
+		buf_printf(b, "Your message has not been delivered after "
+		    "%lld hour(s).  Delivery will be\ntried again until "
+		    "the message is %lld day(s) old; you will hear again "
+		    "if it\nfails for good.\n\n", (warn + 3599) / 3600,
 		    (life + 86399) / 86400);
-		buf_printf(b, "For further assistance, please send mail to "
-		    "postmaster.\n\n");
 		break;
 	}
 	case BOUNCE_DELIVERED:
-		buf_printf(b, "Your message was successfully delivered to the "
-		    "destination(s)\nlisted below. If the message was "
-		    "delivered to a mailbox you will\nreceive no further "
-		    "notifications. Otherwise you may still receive\n"
-		    "notifications of mail delivery errors from other "
-		    "systems.\n\n");
+		buf_printf(b, "Your message was delivered to the recipients "
+		    "listed below.  Where it went\ninto a mailbox this is "
+		    "the last notice about it; where it was passed on\n"
+		    "to another system, that system may still report "
+		    "problems.\n\n");
 		break;
 	}
-	buf_printf(b, "                   The mail system\n\n");
 	for (i = 0; i < n; i++) {
 		char *addr = bounce_clean(rcpts[i].addr);
 		char *text = bounce_clean(rcpts[i].text);
@@ -388,7 +379,8 @@ bounce_write(const char *queue_dir, const struct queue_msg *msg, int fd,
 	    "report-type=delivery-status;\n\tboundary=\"%s\"\n", boundary);
 	if (eight)
 		buf_printf(&b, "Content-Transfer-Encoding: 8bit\n");
-	buf_printf(&b, "\nThis is a MIME-encapsulated message.\n\n");
+	buf_printf(&b, "\nThis is a delivery status notification in MIME "
+	    "format.\n\n");
 	buf_printf(&b, "--%s\nContent-Description: Notification\n"
 	    "Content-Type: text/plain; charset=us-ascii\n\n", boundary);
 	bounce_human_part(&b, type, msg, rcpts, n, host, postmaster);

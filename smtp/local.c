@@ -165,6 +165,31 @@ local_from_line(const struct local_msg *m)
 	    "MAILER-DAEMON", tbuf);
 }
 
+void
+local_split(const char *addr, char **local_r, char **domain_r)
+{
+	char *local;
+	size_t len;
+
+	addr_split(addr, &local, domain_r);
+	len = strlen(local);
+	if (len >= 2 && local[0] == '"' && local[len - 1] == '"') {
+		char *out = xmalloc(len), *o = out;
+		size_t i;
+
+		/* quoted-pair: a backslash takes the next byte literally. */
+		for (i = 1; i < len - 1; i++) {
+			if (local[i] == '\\' && i + 1 < len - 1)
+				i++;
+			*o++ = local[i];
+		}
+		*o = '\0';
+		free(local);
+		local = out;
+	}
+	*local_r = local;
+}
+
 bool
 local_allowed(const char *param, const char *class)
 {
@@ -184,18 +209,30 @@ local_scan_headers(struct local_msg *m)
 	off_t limit = m->qm.msg_size < LOCAL_MAX_HEADER_SCAN ?
 	    m->qm.msg_size : LOCAL_MAX_HEADER_SCAN;
 	char *hdr = xmalloc((size_t)limit + 1);
-	ssize_t n = limit > 0 ? pread(m->fd, hdr, (size_t)limit,
-	    m->qm.msg_offset) : 0;
 	struct buf field;
-	size_t i, start = 0, len;
+	size_t i, start = 0, len = 0;
 	bool in_dt = false;
 
 	m->delivered_to = xcalloc(1, sizeof(*m->delivered_to));
-	if (n <= 0) {
+	/* Read in pieces up to the end of the header block, not more. */
+	while ((off_t)len < limit) {
+		size_t want = (size_t)limit - len < 16384 ?
+		    (size_t)limit - len : 16384;
+		ssize_t n = pread(m->fd, hdr + len, want,
+		    m->qm.msg_offset + (off_t)len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		hdr[len] = '\0';
+		if (hdr[0] == '\n' || strstr(hdr + (len - (size_t)n > 0 ?
+		    len - (size_t)n - 1 : 0), "\n\n") != NULL)
+			break;
+	}
+	if (len == 0) {
 		free(hdr);
 		return;
 	}
-	len = (size_t)n;
 	hdr[len] = '\0';
 	buf_init(&field, 0);
 	for (i = 0; i <= len; i++) {
@@ -511,8 +548,8 @@ local_request(const char *path, size_t idx, bool recover, struct buf *out)
 		snprintf(text, sizeof(text), "cannot read queue file: %s",
 		    ret == 0 ? "incomplete" : err);
 		local_status(out, "defer", "4.3.0", text);
-		if (ret > 0)
-			queue_msg_free(&m.qm);
+		/* Safe for every return value: the reader zeroes on -1. */
+		queue_msg_free(&m.qm);
 		close(m.fd);
 		return;
 	}
@@ -528,7 +565,7 @@ local_request(const char *path, size_t idx, bool recover, struct buf *out)
 	{
 		char *lp;
 
-		addr_split(m.rcpt, &lp, &m.rcpt_domain);
+		local_split(m.rcpt, &lp, &m.rcpt_domain);
 		free(lp);
 	}
 	/* X-Original-To: the address the sender used (ORCPT, RFC 3461). */

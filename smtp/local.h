@@ -95,6 +95,11 @@ char	*local_prepend_headers(const struct local_msg *m,
 	    const char *final);
 /* The envelope "From sender asctime-date" line with its LF; malloc'ed. */
 char	*local_from_line(const struct local_msg *m);
+/*
+ * Split addr into local part and domain (both malloc'ed), the local part
+ * unquoted: "\"a b\"@x" gives "a b" (RFC 5321 §4.1.2 quoted-string).
+ */
+void	local_split(const char *addr, char **local_r, char **domain_r);
 /* Whether "class" (alias, forward, include) is in the list parameter. */
 bool	local_allowed(const char *param, const char *class);
 
@@ -127,7 +132,7 @@ struct local_expansion {
  */
 void	local_expand(const struct local_msg *m, struct local_expansion *x);
 void	local_expansion_free(struct local_expansion *x);
-/* Called once per request: reopen alias tables when they are old. */
+/* Called once per request: reopen alias tables that changed on disk. */
 void	local_alias_refresh(void);
 
 /* local_maildir.c */

@@ -44,12 +44,20 @@
 #include "userdb.h"
 #include "xmalloc.h"
 
-/* Seconds an opened set of alias tables is used before reopening. */
-#define LOCAL_ALIAS_REOPEN	5
+/* What an open alias table was built from: reopened when this changes. */
+struct local_alias_stamp {
+	char		*path;
+	bool		 exists;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtime;
+};
 
 static struct map_list *alias_list;
 static bool alias_open_done;
-static time_t alias_opened;
+static char *alias_spec;		/* alias_maps when opened */
+static struct local_alias_stamp *alias_stamps;
+static size_t alias_nstamps;
 static char alias_error[300];
 
 struct local_exp {
@@ -76,13 +84,77 @@ static void local_exp_list(struct local_exp *e, const char *value,
 
 /* ---- alias tables ---- */
 
+static void
+local_alias_stamp_take(struct local_alias_stamp *st)
+{
+	struct stat sb;
+
+	st->exists = stat(st->path, &sb) == 0;
+	st->ino = st->exists ? sb.st_ino : 0;
+	st->size = st->exists ? sb.st_size : 0;
+	if (st->exists)
+		st->mtime = sb.st_mtim;
+	else
+		memset(&st->mtime, 0, sizeof(st->mtime));
+}
+
+static void
+local_alias_stamp_add(const char *path)
+{
+	struct local_alias_stamp *st;
+
+	alias_stamps = xreallocarray(alias_stamps, alias_nstamps + 1,
+	    sizeof(*alias_stamps));
+	st = &alias_stamps[alias_nstamps++];
+	st->path = xstrdup(path);
+	local_alias_stamp_take(st);
+}
+
+static void
+local_alias_close(void)
+{
+	size_t i;
+
+	map_list_free(&alias_list);
+	for (i = 0; i < alias_nstamps; i++)
+		free(alias_stamps[i].path);
+	free(alias_stamps);
+	alias_stamps = NULL;
+	alias_nstamps = 0;
+	free(alias_spec);
+	alias_spec = NULL;
+	alias_open_done = false;
+}
+
+/*
+ * Reopen the alias tables when alias_maps or one of its files (the
+ * source or its .db) changed, so `postern aliases` takes effect with the
+ * next delivery, as with Postfix.  A few stat(2) calls per request.
+ */
 void
 local_alias_refresh(void)
 {
-	if (alias_open_done && time(NULL) - alias_opened < LOCAL_ALIAS_REOPEN)
+	size_t i;
+
+	if (!alias_open_done)
 		return;
-	map_list_free(&alias_list);
-	alias_open_done = false;
+	if (strcmp(alias_spec, cfg_get("alias_maps")) != 0) {
+		local_alias_close();
+		return;
+	}
+	for (i = 0; i < alias_nstamps; i++) {
+		struct local_alias_stamp now = alias_stamps[i];
+
+		local_alias_stamp_take(&now);
+		if (now.exists != alias_stamps[i].exists ||
+		    now.ino != alias_stamps[i].ino ||
+		    now.size != alias_stamps[i].size ||
+		    now.mtime.tv_sec != alias_stamps[i].mtime.tv_sec ||
+		    now.mtime.tv_nsec != alias_stamps[i].mtime.tv_nsec) {
+			local_alias_close();
+			return;
+		}
+	}
 }
 
 /*
@@ -101,7 +173,7 @@ local_alias_open(void)
 	if (alias_open_done)
 		return alias_list != NULL || alias_error[0] == '\0' ? 0 : -1;
 	alias_open_done = true;
-	alias_opened = time(NULL);
+	alias_spec = xstrdup(cfg_get("alias_maps"));
 	alias_error[0] = '\0';
 	specs = cfg_get_list("alias_maps");
 	buf_init(&val, 0);
@@ -110,6 +182,13 @@ local_alias_open(void)
 		const char *path = colon != NULL ? colon + 1 : specs[i];
 		struct stat st;
 
+		if (path[0] == '/') {
+			char *db = xasprintf("%s.db", path);
+
+			local_alias_stamp_add(path);
+			local_alias_stamp_add(db);
+			free(db);
+		}
 		if (path[0] == '/' && stat(path, &st) < 0 && errno == ENOENT) {
 			char *db = xasprintf("%s.db", path);
 			bool missing = stat(db, &st) < 0 && errno == ENOENT;
@@ -865,7 +944,7 @@ local_exp_address(struct local_exp *e, const char *addr, unsigned depth,
 		    "alias expansion too deep (loop?) at %s", addr);
 		return;
 	}
-	addr_split(addr, &local, &domain);
+	local_split(addr, &local, &domain);
 	if (!top && domain[0] != '\0' && !addr_domain_is_local(domain)) {
 		key = xasprintf("a:%s", addr);
 		if (!local_exp_seen(e, key))

@@ -103,7 +103,7 @@ local_command_deliver(const struct local_msg *m, const char *cmd,
 		free(envp);
 		return;
 	}
-	addr_split(final, &local, &domain);
+	local_split(final, &local, &domain);
 	base = addr_strip_ext(local, &ext);
 	envp[n_env++] = local_env("HOME", p->home);
 	envp[n_env++] = local_env("USER", p->user);

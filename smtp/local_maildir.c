@@ -184,6 +184,21 @@ local_copy_range(int in, off_t offset, off_t len, int out)
 	return 0;
 }
 
+/* Create tmp/NAME; a leftover of an interrupted attempt is replaced. */
+static int
+local_maildir_create(const char *tmp)
+{
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+
+	if (fd < 0 && errno == EEXIST) {
+		(void)unlink(tmp);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+	}
+	return fd;
+}
+
 void
 local_maildir_deliver(const struct local_msg *m, const char *dir,
     const char *final, const struct local_privs *p, struct local_result *r)
@@ -195,7 +210,7 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 	char *host = NULL, *prefix = NULL, *tmp = NULL, *new = NULL;
 	char *sub = NULL, *base;
 	size_t dlen;
-	int fd = -1;
+	int fd = -1, ret;
 
 	base = xstrdup(dir);
 	dlen = strlen(base);
@@ -223,7 +238,11 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 		    "(already delivered before restart)");
 		goto out;
 	}
-	{
+	tmp = xasprintf("%s/tmp/%s%s,S=%lld", base, prefix, host, size);
+	new = xasprintf("%s/new/%s%s,S=%lld", base, prefix, host, size);
+	fd = local_maildir_create(tmp);
+	if (fd < 0 && errno == ENOENT) {
+		/* First delivery: make the Maildir (and missing parents). */
 		static const char *const subs[] = { "tmp", "new", "cur" };
 		size_t i;
 
@@ -239,16 +258,7 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 				goto out;
 			}
 		}
-	}
-	tmp = xasprintf("%s/tmp/%s%s,S=%lld", base, prefix, host, size);
-	new = xasprintf("%s/new/%s%s,S=%lld", base, prefix, host, size);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd < 0 && errno == EEXIST) {
-		/* Left over from an interrupted attempt of this delivery. */
-		(void)unlink(tmp);
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0600);
+		fd = local_maildir_create(tmp);
 	}
 	if (fd < 0) {
 		local_result_errno(r, errno, "create maildir file");
@@ -274,7 +284,18 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 		goto out;
 	}
 	fd = -1;
-	if (rename(tmp, new) < 0) {
+	ret = rename(tmp, new);
+	if (ret < 0 && errno == ENOENT) {
+		/* tmp/ without new/ (made by hand or by another tool). */
+		free(sub);
+		sub = xasprintf("%s/cur", base);
+		(void)mkdir(sub, 0700);
+		free(sub);
+		sub = xasprintf("%s/new", base);
+		(void)mkdir(sub, 0700);
+		ret = rename(tmp, new);
+	}
+	if (ret < 0) {
 		int e = errno;
 
 		(void)unlink(tmp);

@@ -1091,6 +1091,7 @@ qmgr_load(const struct qmgr_pend *p)
 				    path, to);
 			free(to);
 		}
+		queue_msg_free(&qm);
 		close(fd);
 		qmgr_table_del(&known, p->id);
 		free(path);
@@ -1196,7 +1197,7 @@ qmgr_conn_open(void)
 {
 	struct sockaddr_un sun;
 	struct qmgr_conn *c;
-	int fd, flags;
+	int fd;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -1205,7 +1206,10 @@ qmgr_conn_open(void)
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	/* Non-blocking: a UNIX connect then either completes at once or
+	 * fails (EAGAIN: local's backlog is full); it never stalls us. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
 		return NULL;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		int e = errno;
@@ -1214,8 +1218,6 @@ qmgr_conn_open(void)
 		errno = e;
 		return NULL;
 	}
-	flags = fcntl(fd, F_GETFL);
-	(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 	c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
 	buf_init(&c->in, 0);

@@ -193,8 +193,10 @@ queue_list_print(FILE *out, const char *queue_dir,
 				continue;	/* delivered meanwhile */
 			ret = queue_file_read(fd, &m, &err);
 			close(fd);
-			if (ret != 1)
+			if (ret != 1) {
+				queue_msg_free(&m);
 				continue;	/* incomplete or corrupt */
+			}
 			if (strcmp(subs[s], "hold") == 0)
 				mark = '!';
 			else if (is_active != NULL && is_active(ids[i]))

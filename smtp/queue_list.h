@@ -27,18 +27,20 @@ bool	queue_list_id_valid(const char *id);
 /*
  * Print the queue in Postfix's mailq format to out:
  *
- *   -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
- *   4B5C8A12F3*    1234 Mon Nov 23 16:00:00  alice@example.com
- *                              (reason of the last deferral, right-aligned)
- *                                            bob@example.com
+ * -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
+ * 4B5C8A12F3*    1234 Mon Nov 23 16:00:00  alice@example.com
+ *                                   (connect: timed out)  <- column 78
+ *                                          bob@example.com
  *
- *   -- 1 Kbytes in 1 Request.
+ * -- 1 Kbytes in 1 Request.
  *
- * or "Mail queue is empty".  Messages of incoming/, deferred/ and hold/
- * are listed in queue ID (arrival) order; a '*' marks messages for which
- * is_active(id) is true (may be NULL), '!' messages on hold.  Only pending
- * recipients are listed.  Returns the number of messages listed, or -1
- * when the queue directory cannot be read (*error_r says why).
+ * or "Mail queue is empty".  A deferral reason is printed before the
+ * recipients it applies to, right-aligned to column 78.  Messages of
+ * incoming/, deferred/ and hold/ are listed in queue ID (arrival) order;
+ * a '*' marks messages for which is_active(id) is true (may be NULL), '!'
+ * messages on hold.  Only pending recipients are listed.  Returns the
+ * number of messages listed, or -1 when a queue directory cannot be read
+ * (*error_r says why).
  */
 int	queue_list_print(FILE *out, const char *queue_dir,
 	    bool (*is_active)(const char *id), const char **error_r);

@@ -143,6 +143,30 @@ smtpd_check_map(struct smtpd_lrm_elem *e, const char *const keys[])
 	return 0;
 }
 
+/*
+ * A local part in the internal form Postfix looks up: a quoted string
+ * ("carol+x y") loses its quotes and backslashes (RFC 5321 §4.1.2
+ * Quoted-string), so it names the same user as the unquoted spelling.
+ * Malloc'ed.
+ */
+static char *
+smtpd_check_unquote(const char *local)
+{
+	size_t len = strlen(local), i, o = 0;
+	char *out;
+
+	if (len < 2 || local[0] != '"' || local[len - 1] != '"')
+		return xstrdup(local);
+	out = xmalloc(len);
+	for (i = 1; i < len - 1; i++) {
+		if (local[i] == '\\' && i + 1 < len - 1)
+			i++;
+		out[o++] = local[i];
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* Is local@domain a known local recipient?  1 / 0 / -1 (temporary). */
 static int
 smtpd_check_local(struct smtpd_lrm *lrm, const char *local,
@@ -193,13 +217,15 @@ int
 smtpd_check_rcpt(struct smtpd_session *s, const char *addr, bool bare,
     char **reply_r)
 {
-	char *local, *domain;
+	char *quoted, *local, *domain;
 	int ret = 0;
 
 	*reply_r = NULL;
 	if (bare)
 		return 0;	/* RFC 5321 §4.5.1: bare postmaster */
-	addr_split(addr, &local, &domain);
+	addr_split(addr, &quoted, &domain);
+	local = smtpd_check_unquote(quoted);
+	free(quoted);
 	if (addr_domain_is_local(domain)) {
 		int r;
 
