@@ -81,7 +81,7 @@ struct sm_opts {
 
 /* One header field: physical lines joined by '\n', no final line end. */
 struct sm_header {
-	char	*text;
+	struct buf text;
 	size_t	 name_len;
 	bool	 drop;
 };
@@ -312,7 +312,7 @@ static bool
 sm_header_is(const struct sm_header *h, const char *name)
 {
 	return h->name_len == strlen(name) &&
-	    strncasecmp(h->text, name, h->name_len) == 0;
+	    strncasecmp(h->text.data, name, h->name_len) == 0;
 }
 
 static bool
@@ -379,10 +379,9 @@ sm_read_headers(FILE *in, struct sm_message *m)
 		    m->header_count > 0) {
 			struct sm_header *h =
 			    &m->headers[m->header_count - 1];
-			char *t = xasprintf("%s\n%s", h->text, buf_cstr(&line));
 
-			free(h->text);
-			h->text = t;
+			(void)buf_append_char(&h->text, '\n');
+			(void)buf_append(&h->text, line.data, line.len);
 			m->header_bytes += line.len + 1;
 			continue;
 		}
@@ -391,7 +390,9 @@ sm_read_headers(FILE *in, struct sm_message *m)
 			goto body;
 		m->headers = xreallocarray(m->headers, m->header_count + 1,
 		    sizeof(*m->headers));
-		m->headers[m->header_count].text = xstrdup(buf_cstr(&line));
+		buf_init(&m->headers[m->header_count].text, 0);
+		(void)buf_append(&m->headers[m->header_count].text, line.data,
+		    line.len);
 		m->headers[m->header_count].name_len = nlen;
 		m->headers[m->header_count].drop = false;
 		m->header_count++;
@@ -427,12 +428,12 @@ sm_extract_rcpts(struct sm_message *m, char ***rcpts)
 				names = resent;
 	for (i = 0; i < m->header_count; i++) {
 		for (j = 0; names[j] != NULL; j++) {
-			const struct sm_header *h = &m->headers[i];
+			struct sm_header *h = &m->headers[i];
 
 			if (!sm_header_is(h, names[j]))
 				continue;
-			if (sm_parse_addresses(h->text + h->name_len + 1,
-			    rcpts) < 0)
+			if (sm_parse_addresses(buf_cstr(&h->text) +
+			    h->name_len + 1, rcpts) < 0)
 				return -1;
 		}
 	}
@@ -628,7 +629,7 @@ sm_send_message(struct sm_sink *s, struct sm_message *m, FILE *in,
 
 	for (i = 0; i < m->header_count; i++)
 		if (!m->headers[i].drop &&
-		    sm_sink_header(s, m->headers[i].text) < 0)
+		    sm_sink_header(s, buf_cstr(&m->headers[i].text)) < 0)
 			return -1;
 	for (i = 0; added != NULL && added[i] != NULL; i++)
 		if (sm_sink_header(s, added[i]) < 0)
@@ -1176,7 +1177,7 @@ close:
 	buf_free(&c.reply);
 out:
 	for (i = 0; i < m.header_count; i++)
-		free(m.headers[i].text);
+		buf_free(&m.headers[i].text);
 	free(m.headers);
 	buf_free(&m.pending);
 	free(added[0]);

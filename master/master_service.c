@@ -210,6 +210,7 @@ master_service_spawn(struct master_service *svc)
 		fds[n++] = l->fd;
 	}
 
+	fflush(NULL);	/* nothing buffered may be written twice */
 	pid = fork();
 	if (pid < 0) {
 		log_error("fork for %s: %m", path);

@@ -20,6 +20,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -186,6 +187,47 @@ master_make_dirs(void)
 	    (uid_t)-1, master.root_mode ? master.run_gid : (gid_t)-1,
 	    &error) < 0)
 		master_fatal("queue_directory %s: %s", qdir, error);
+}
+
+/*
+ * Remove what a crash left in tmp/: queue files being written when their
+ * writer died.  None of them was acknowledged (smtpd answers 250 only
+ * after the rename into incoming/), and no writer runs yet: the services
+ * start later, and a sendmail writing the queue itself at this moment
+ * sees its rename fail and reports a temporary error.  Like the clean-up
+ * Postfix's postsuper does at "postfix start".
+ */
+static void
+master_clean_tmp(void)
+{
+	char *dir = xasprintf("%s/tmp", cfg_get("queue_directory"));
+	struct dirent *de;
+	DIR *d;
+	int n = 0;
+
+	if ((d = opendir(dir)) == NULL) {
+		log_warning("opendir %s: %m", dir);
+		free(dir);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st,
+		    AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+			n++;
+		else
+			log_warning("unlink %s/%s: %m", dir, de->d_name);
+	}
+	(void)closedir(d);
+	if (n > 0)
+		log_info("removed %d unfinished queue file%s from %s", n,
+		    n == 1 ? "" : "s", dir);
+	free(dir);
 }
 
 /* ---- pid file ---- */
@@ -856,6 +898,7 @@ main(int argc, char *argv[])
 
 	master_make_dirs();
 	master_pid_lock();
+	master_clean_tmp();
 	master_services_init();
 	if (master_services_check(&error) < 0)
 		master_fatal("%s", error);
