@@ -27,23 +27,28 @@ cat > "$out/config.h" <<'CONFIG_H'
 #endif
 #define PACKAGE "postern"
 #define PACKAGE_VERSION "fuzz"
+/* Makefile.am passes these with -D. */
+#define SYSCONFDIR "/etc"
+#define PKGLIBEXECDIR "/usr/libexec/postern"
+#define LOCALSTATEDIR "/var"
+#define SBINDIR "/usr/sbin"
+#define BINDIR "/usr/bin"
 CONFIG_H
 
 cflags="-g -O1 -fno-omit-frame-pointer -std=gnu11 -Wall -Wextra \
 -fsanitize=$san -fno-sanitize-recover=all ${FUZZ_CFLAGS:-}"
-cppflags="-I$out -I$top/common -I$top/smtp -I$here \
--DSYSCONFDIR=\"/etc\" -DPKGLIBEXECDIR=\"/usr/libexec/postern\" \
--DLOCALSTATEDIR=\"/var\" -DSBINDIR=\"/usr/sbin\" -DBINDIR=\"/usr/bin\""
+# (Paths with spaces are not supported.)
+cppflags="-I$out -I$top/common -I$top/smtp -I$here"
 libs="-ldb"
 status=0
 
 # compile SRC OBJ [EXTRA FLAGS]: instrumented for coverage, no main().
 compile() {
-	src=$1 obj=$2
+	c_src=$1 c_obj=$2
 	shift 2
 	# shellcheck disable=SC2086
-	$CC $cflags -fsanitize=fuzzer-no-link $cppflags "$@" -c "$src" \
-	    -o "$obj"
+	$CC $cflags -fsanitize=fuzzer-no-link $cppflags "$@" -c "$c_src" \
+	    -o "$c_obj"
 }
 
 # The library part: common modules, and the log module with syslog()
@@ -60,19 +65,35 @@ objs="$objs $out/obj/log.o $out/obj/fuzz_stubs.o"
 
 # harness NAME [EXTRA SOURCES...]
 harness() {
-	name=$1
+	h_name=$1
 	shift
-	extra=""
-	for src in "$@"; do
-		o="$out/obj/$(basename "$src" .c).o"
-		compile "$src" "$o" || return 1
-		extra="$extra $o"
+	h_extra=""
+	for h_src in "$@"; do
+		h_obj="$out/obj/$(basename "$h_src" .c).o"
+		compile "$h_src" "$h_obj" || return 1
+		h_extra="$h_extra $h_obj"
 	done
 	# shellcheck disable=SC2086
-	$CC $cflags -fsanitize=fuzzer $cppflags "$here/fuzz_$name.c" \
-	    $extra $objs $libs -o "$out/fuzz_$name" || return 1
-	echo "built $out/fuzz_$name"
+	$CC $cflags -fsanitize=fuzzer $cppflags "$here/fuzz_$h_name.c" \
+	    $h_extra $objs $libs -o "$out/fuzz_$h_name" || return 1
+	echo "built $out/fuzz_$h_name"
 }
+
+# A dictionary of parameter names for fuzz_cfg, from the table itself.
+{
+	echo "# postern.conf names (libFuzzer -dict), from cfg_params.c"
+	sed -n 's/^[[:space:]]*[A-Z_]*([[:space:]]*\("[a-z0-9_]*"\).*/\1/p' \
+	    "$top/common/cfg_params.c" | sort -u
+	# shellcheck disable=SC2016
+	for t in ' = ' '$' '${' '$(' '?' ':' '{' '}' '\x0a ' '#' ', ' \
+	    'hash:' 'texthash:' 'inline:{' 'regexp:' 'pcre:' 'proxy:' \
+	    'passwd-file:' 'maildir:~/' 'mbox:' ':INBOX=' '%u' '[::1]:25'; do
+		printf '"%s"\n' "$t"
+	done
+} > "$out/cfg.dict"
+for d in map addr smtpd_parse; do
+	cp "$here/$d.dict" "$out/$d.dict" || status=1
+done
 
 for h in cfg map addr; do
 	harness "$h" || { echo "fuzz_$h: build failed" >&2; status=1; }

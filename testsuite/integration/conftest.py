@@ -8,7 +8,7 @@ Fixtures
   server        one Server per test, default options
   mserver       one Server per test module (for tests that do not
                 interfere); the module may set SERVER_OPTIONS = {...}
-  root_users    root mode only: system users pstalice, pstbob
+  root_users    root mode only: two system users "pst...a", "pst...b"
 
 Each Server has its own directory under $POSTERN_BUILDDIR/testsuite/tmp
 holding the config file, users and aliases files, queue and data
@@ -27,11 +27,13 @@ import grp
 import mailbox
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
 import smtplib
 import socket
+import string
 import subprocess
 import tempfile
 import time
@@ -216,7 +218,6 @@ class _Env:
         self.postern = BUILDDIR / "postern"
         self.libexec = BUILDDIR / "testsuite" / "libexec"
         self.tmp_root = BUILDDIR / "testsuite" / "tmp"
-        self.created_users = []
         self.staged = None
         self._ready = False
 
@@ -240,8 +241,8 @@ class _Env:
                 link.symlink_to(BUILDDIR / s)
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         if IS_ROOT:
-            if ensure_system_user(RUN_USER):
-                self.created_users.append(RUN_USER)
+            # Both stay: other test runs may be using them right now.
+            ensure_system_user(RUN_USER)
             ensure_system_user("postern")
             os.chmod(self.tmp_root, 0o755)
             if not self._reachable():
@@ -286,9 +287,6 @@ class _Env:
     def cleanup(self, keep=False):
         if self.staged and not keep:
             shutil.rmtree(self.staged, ignore_errors=True)
-        for u in self.created_users:
-            subprocess.run(["userdel", u], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
 
 
 ENV = _Env()
@@ -305,6 +303,7 @@ def pytest_runtest_makereport(item, call):
     setattr(item, "rep_" + rep.when, rep)
     if rep.failed:
         item.session.postern_failed = True
+        item.module.postern_failed = True
 
 
 # ------------------------------------------------------------ raw SMTP
@@ -376,14 +375,14 @@ class Server:
     def __init__(self, name, *, mail="maildir", users=DEFAULT_USERS,
                  aliases="", conf="", mynetworks="127.0.0.0/8, [::1]/128",
                  root_mode=False, system_users=()):
+        if root_mode and not IS_ROOT:
+            pytest.skip("root mode needs root")
         ENV.setup()
         safe = re.sub(r"[^A-Za-z0-9]", "", name)[:16] or "t"
         self.dir = Path(tempfile.mkdtemp(prefix=safe + "-",
                                          dir=ENV.tmp_root))
         os.chmod(self.dir, 0o755)
         self.root_mode = root_mode
-        if root_mode and not IS_ROOT:
-            pytest.skip("root mode needs root")
         if IS_ROOT and not root_mode:
             pw = pwd.getpwnam(RUN_USER)
             self.uid, self.gid = pw.pw_uid, pw.pw_gid
@@ -779,6 +778,12 @@ class Server:
     def mbox_path(self, user):
         return self.mail_spool / user
 
+    def mbox_busy(self, user):
+        """An mbox is being written while its dotlock exists (a reader
+        would see a partial message)."""
+        return (self.mail == "mbox" and
+                os.path.exists(str(self.mbox_path(user)) + ".lock"))
+
     def mbox_messages(self, user):
         p = self.mbox_path(user)
         if not p.exists():
@@ -792,7 +797,8 @@ class Server:
     def wait_messages(self, user, n, timeout=WAIT):
         """Wait until user's mailbox holds at least n messages; return
         all of them (raw bytes)."""
-        got = wait_for(lambda: self.count(user) >= n, timeout=timeout)
+        got = wait_for(lambda: not self.mbox_busy(user) and
+                       self.count(user) >= n, timeout=timeout)
         if not got:
             raise AssertionError(
                 "%s has %d messages, expected %d within %ds\n%s" %
@@ -808,7 +814,8 @@ class Server:
         """Wait until n messages containing token (e.g. a unique Subject)
         are in user's mailbox; return all such messages."""
         got = wait_for(lambda: (lambda ms: ms if len(ms) >= n else None)(
-            self.with_token(user, token)), timeout=timeout)
+            [] if self.mbox_busy(user) else self.with_token(user, token)),
+            timeout=timeout)
         if not got:
             raise AssertionError(
                 "%s: %d messages with %r, expected %d within %ds\n%s" %
@@ -903,32 +910,22 @@ def mserver(request):
     s = Server("m" + request.module.__name__.replace("test_", ""), **opts)
     s.start()
     yield s
-    failed = getattr(request.session, "postern_failed", False)
-    s.close(failed=failed)
-
-
-ROOT_USERS = ("pstalice", "pstbob")
+    s.close(failed=getattr(request.module, "postern_failed", False))
 
 
 @pytest.fixture(scope="session")
 def root_users():
-    """System users for root-mode tests (created with useradd, removed at
-    the end if created here)."""
+    """Two system users for root-mode tests, created with useradd for
+    this test run (names "pst" + a random tag + "a"/"b", so concurrent
+    runs do not share mailboxes) and removed at the end."""
     if not IS_ROOT:
         pytest.skip("root-mode test: needs root")
-    created = []
-    for u in ROOT_USERS:
-        if ensure_system_user(u, system=False):
-            created.append(u)
-    for u in ROOT_USERS:
-        pw = pwd.getpwnam(u)
-        for sub in ("Maildir", ".forward", "mail"):
-            p = Path(pw.pw_dir) / sub
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    yield ROOT_USERS
-    for u in created:
-        subprocess.run(["userdel", "-r", u], stdout=subprocess.DEVNULL,
+    tag = "".join(random.choice(string.ascii_lowercase + string.digits)
+                  for _ in range(6))
+    users = ("pst%sa" % tag, "pst%sb" % tag)
+    for u in users:
+        ensure_system_user(u, system=False)
+    yield users
+    for u in users:
+        subprocess.run(["userdel", "--remove", u], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

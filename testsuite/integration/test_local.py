@@ -3,10 +3,15 @@ Local delivery as users see it: aliases (lists, :include:, /file,
 |command), .forward, postmaster, loop detection, and bounces (RFC 3464)
 for failures after the message was accepted.
 """
+import contextlib
+import fcntl
+import os
 import re
+import time
 from pathlib import Path
 
-from conftest import HOSTNAME, crlf, make_msg, parse, wait_for
+from conftest import (HOSTNAME, crlf, header_values, make_msg, parse,
+                      wait_for)
 
 CMD_SCRIPT = """#!/bin/sh
 # records how it was run: environment, uid, and the message on stdin
@@ -170,20 +175,15 @@ def test_command_failure_bounces(make_server):
     assert "sorry, this mailbox is closed" in text
 
 
-def test_addresses_never_reach_a_shell(make_server):
-    """Shell metacharacters in the recipient reach the command only
-    through the environment; nothing in them is executed."""
+def run_metachar_recipients(make_server, rcpts):
+    """Deliver to carol+EXTENSION addresses whose extension holds shell
+    code; carol's .forward pipes to cmd.sh.  Returns the command runs;
+    asserts that none of the shell code ran."""
     srv = make_server(conf="recipient_delimiter = +\n")
     script, out = setup_command(srv)
     home = srv.make_home("carol")
     srv.write(home / ".forward", '"|%s"\n' % script)
-    rcpts = [
-        "carol+`touch${IFS}pwned1`@example.test",
-        '"carol+$(touch pwned2)"@example.test',
-        '"carol+x;touch %s/pwned3;#"@example.test' % srv.dir,
-        '"carol+x\\";touch %s/pwned4;\\""@example.test' % srv.dir,
-        "carol+|touch${IFS}pwned5|@example.test",
-    ]
+    rcpts = [r.replace("DIR", str(srv.dir)) for r in rcpts]
     raw = srv.raw()
     raw.expect(220)
     raw.expect(250, "EHLO client.example.test\r\n")
@@ -196,19 +196,39 @@ def test_addresses_never_reach_a_shell(make_server):
     raw.cmd("QUIT")
     runs = command_runs(out, len(rcpts))
     srv.wait_queue_empty()
-    seen = sorted(env["RECIPIENT"] for env, _ in runs)
-    assert len(seen) == len(rcpts)
-    for i in range(1, 6):
+    assert len(runs) == len(rcpts)
+    for i in range(len(rcpts)):
         marker = "pwned%d" % i
-        assert any(marker in r for r in seen), (marker, seen)
         hits = list(srv.dir.rglob(marker))
         hits += [p for p in (Path("/", marker), Path("/tmp", marker))
                  if p.exists()]
         assert hits == [], hits
-    assert "carol+`touch${IFS}pwned1`@example.test" in seen
-    assert any("carol+$(touch pwned2)" in r for r in seen), seen
-    ext = sorted(env["EXTENSION"] for env, _ in runs)
-    assert "`touch${IFS}pwned1`" in ext
+    return sorted(env["RECIPIENT"] for env, _ in runs), \
+        sorted(env["EXTENSION"] for env, _ in runs)
+
+
+def test_addresses_never_reach_a_shell(make_server):
+    """Shell metacharacters in the recipient reach the command only
+    through the environment; nothing in them is executed."""
+    rcpts = ["carol+`touch${IFS}pwned0`@example.test",
+             "carol+|touch${IFS}pwned1|@example.test",
+             "carol+&touch${IFS}pwned2&@example.test"]
+    seen, ext = run_metachar_recipients(make_server, rcpts)
+    assert seen == sorted(rcpts)
+    assert sorted(ext) == sorted(r.split("+", 1)[1].split("@")[0]
+                                 for r in rcpts)
+
+
+def test_quoted_addresses_never_reach_a_shell(make_server):
+    """The same with quoted local parts (RFC 5321 4.1.2), which may hold
+    spaces, ';', '(' and quotes."""
+    rcpts = ['"carol+$(touch pwned0)"@example.test',
+             '"carol+x;touch DIR/pwned1;#"@example.test',
+             '"carol+x\\";touch DIR/pwned2;\\""@example.test']
+    seen, ext = run_metachar_recipients(make_server, rcpts)
+    for i in range(len(rcpts)):
+        assert any("pwned%d" % i in r for r in seen), seen
+    assert any(e == "$(touch pwned0)" for e in ext), ext
 
 
 # --------------------------------------------------------------- .forward
@@ -341,3 +361,115 @@ def test_mailbox_full_bounces(make_server):
     srv.wait_queue_empty()
     assert len(srv.messages("demo")) == 1
     srv.wait_log(r"to=<demo@example\.test>.*dsn=5\.2\.2.*status=bounced")
+
+
+def test_bounce_honours_ret_envid_orcpt(make_server):
+    srv = make_server(aliases="ghost: nosuchuser\n")
+    srv.send("alice@example.test", "ghost@example.test",
+             make_msg("headers-only", "SECRET-BODY-TEXT\n"),
+             mail_options=["RET=HDRS", "ENVID=env-42"],
+             rcpt_options=["NOTIFY=FAILURE",
+                           "ORCPT=rfc822;orig-ghost@example.test"])
+    report = srv.wait_token("alice", "headers-only")[0]
+    text = assert_bounce(report, r"(ghost|nosuchuser)@example\.test",
+                         "5.1.1", "headers-only")
+    types = [p.get_content_type() for p in parse(report).walk()]
+    assert "text/rfc822-headers" in types, types
+    assert "message/rfc822" not in types, types
+    assert "SECRET-BODY-TEXT" not in text
+    assert re.search(r"^Original-Envelope-Id: env-42$", text, re.M), text
+    assert re.search(r"^Original-Recipient: rfc822; ?"
+                     r"orig-ghost@example\.test$", text, re.M | re.I), text
+
+
+def test_bounce_returns_full_message_by_default(make_server):
+    srv = make_server(aliases="ghost: nosuchuser\n")
+    srv.send("alice@example.test", "ghost@example.test",
+             make_msg("whole-message", "THE-BODY-TEXT\n"))
+    report = srv.wait_token("alice", "whole-message")[0]
+    types = [p.get_content_type() for p in parse(report).walk()]
+    assert "message/rfc822" in types, types
+    assert b"THE-BODY-TEXT" in report
+
+
+def test_no_bounce_for_null_sender(make_server):
+    srv = make_server(aliases="ghost: nosuchuser\n")
+    qid = srv.send("<>", "ghost@example.test", make_msg("bounce-of-bounce"))
+    srv.wait_log(r"%s: .*status=bounced" % qid)
+    srv.wait_queue_empty()
+    # a later message to the postmaster shows that nothing came before it
+    srv.send("bob@example.test", "postmaster", make_msg("pm-later"))
+    srv.wait_token("demo", "pm-later")
+    srv.wait_queue_empty()
+    for user in ("demo", "alice", "bob", "carol"):
+        assert srv.with_token(user, "bounce-of-bounce") == [], user
+
+
+def test_recipient_delimiter(make_server):
+    srv = make_server(conf="recipient_delimiter = +\n")
+    srv.send("alice@example.test", "demo+lists@example.test",
+             make_msg("with-extension"))
+    raw = srv.wait_token("demo", "with-extension")[0]
+    assert header_values(raw, "Delivered-To") == ["demo+lists@example.test"]
+    with srv.smtp() as s:
+        s.ehlo()
+        s.mail("alice@example.test")
+        assert s.rcpt("nosuchuser+lists@example.test")[0] == 550
+
+
+def test_expired_mail_bounces(make_server):
+    """maximal_queue_lifetime = 0: one attempt, then back to the sender."""
+    srv = make_server(conf="maximal_queue_lifetime = 0\n")
+    qid = srv.send("alice@example.test", "far@remote.example",
+                   make_msg("never-arrives"))
+    report = srv.wait_token("alice", "never-arrives")[0]
+    m = parse(report)
+    assert m.get_content_type() == "multipart/report"
+    text = report.decode("utf-8", "replace")
+    assert re.search(r"^Final-Recipient: rfc822; ?far@remote\.example$",
+                     text, re.M | re.I), text
+    assert re.search(r"^Action: failed$", text, re.M), text
+    srv.wait_queue_empty()
+    assert qid not in srv.mailq().out
+
+
+def _mbox_locked_delivery(srv, lock):
+    """Deliver to demo's mbox while `lock` (a context manager) holds it;
+    nothing may be written until it is released."""
+    path = srv.mbox_path("demo")
+    srv.write(path, b"", mode=0o600)
+    with lock(path):
+        srv.send("alice@example.test", "demo@example.test",
+                 make_msg("waited-for-lock"))
+        time.sleep(1.5)
+        assert path.read_bytes() == b""
+    # local either waited for the lock or deferred: retry now
+    srv.postern("queue", "flush")
+    srv.wait_token("demo", "waited-for-lock")
+    srv.wait_queue_empty()
+    assert len(srv.messages("demo")) == 1
+
+
+def test_mbox_respects_fcntl_lock(make_server):
+    srv = make_server(mail="mbox")
+
+    @contextlib.contextmanager
+    def fcntl_lock(path):
+        with open(path, "r+b") as f:
+            fcntl.lockf(f, fcntl.LOCK_EX)
+            yield
+            fcntl.lockf(f, fcntl.LOCK_UN)
+    _mbox_locked_delivery(srv, fcntl_lock)
+
+
+def test_mbox_respects_dotlock(make_server):
+    srv = make_server(mail="mbox")
+
+    @contextlib.contextmanager
+    def dotlock(path):
+        lock = srv.write(str(path) + ".lock", b"", mode=0o600)
+        try:
+            yield
+        finally:
+            os.unlink(lock)
+    _mbox_locked_delivery(srv, dotlock)

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from conftest import (ENV, HOSTNAME, make_msg, pids_with_arg, proc_alive,
-                      wait_for)
+from conftest import (ENV, HOSTNAME, free_port, make_msg, pids_with_arg,
+                      proc_alive, wait_for)
 
 
 def test_status(server):
@@ -208,3 +208,26 @@ def test_privileged_port_needs_root(make_server):
     assert re.search(r"cannot listen on 127\.0\.0\.1:24: Permission denied",
                      lines[0]), lines
     assert "1024" in lines[0]
+
+
+def test_reload_moves_listener(server):
+    old_port = server.smtp_port
+    new_port = free_port()
+    server.write_config("smtp_listen = 127.0.0.1:%d\n" % new_port)
+    r = server.postern("reload")
+    assert r.returncode == 0, r.out + r.err
+    assert wait_for(lambda: _greeting(new_port).startswith("220 ")), \
+        server.log_tail()
+    assert wait_for(lambda: _refused(old_port)), "old port still open"
+    server.smtp_port = new_port
+    server.send("alice@example.test", "demo@example.test",
+                make_msg("new-port"))
+    server.wait_token("demo", "new-port")
+
+
+def _refused(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True

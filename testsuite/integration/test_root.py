@@ -70,6 +70,7 @@ def test_mbox_delivery_to_system_user(make_server, root_users):
     srv.send("someone@example.org", "%s@example.test" % bob,
              make_msg("root-mbox", "From here on\n"))
     raw = srv.wait_token(bob, "root-mbox")[0]
+    srv.wait_queue_empty()
     path = srv.mbox_path(bob)
     st = os.stat(path)
     assert st.st_uid == pw.pw_uid

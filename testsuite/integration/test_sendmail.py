@@ -191,3 +191,17 @@ def test_swaks(server):
     assert re.search(r"<-  250 2\.0\.0 Ok: queued as \S+", r.out), r.out
     m = server.wait_token("demo", "swaks-subject")[0]
     assert parse(m)["Subject"] == "swaks-subject"
+
+
+def test_sendmail_while_server_stopped(server):
+    """With posternd stopped, sendmail still takes the message (it writes
+    the queue file itself, doc/internals.md) and it is delivered once
+    Postern runs again."""
+    server.stop()
+    r = server.sendmail("demo", input="Subject: written-offline\n\nx\n")
+    assert r.returncode == 0, (r.returncode, r.err)
+    assert server.messages("demo") == []
+    server.start()
+    server.wait_token("demo", "written-offline")
+    server.wait_queue_empty()
+    assert len(server.messages("demo")) == 1

@@ -6,6 +6,10 @@ BDAT, DSN parameters and SMTPUTF8.
 import email.utils
 import re
 import select
+import smtplib
+import socket
+
+import pytest
 
 from conftest import (HOSTNAME, body_of, crlf, header_values, headers,
                       make_msg, parse)
@@ -326,7 +330,9 @@ def test_mbox_delivery(make_server):
     srv.send("alice@example.test", "demo@example.test",
              make_msg("mbox-one", body))
     srv.send("<>", "demo@example.test", make_msg("mbox-two"))
-    msgs = srv.wait_messages("demo", 2)
+    srv.wait_messages("demo", 2)
+    srv.wait_queue_empty()
+    msgs = srv.messages("demo")
     assert len(msgs) == 2
     path = srv.mbox_path("demo")
     text = path.read_bytes()
@@ -522,3 +528,56 @@ def test_idle_timeout(make_server):
     assert code == 421
     assert lines[0] == "4.4.2 %s Error: timeout exceeded" % HOSTNAME
     assert raw.at_eof()
+
+
+def test_duplicate_recipient_delivered_once(mserver):
+    """The same recipient twice in one transaction: one copy (Postfix's
+    cleanup drops duplicate recipients)."""
+    with mserver.smtp() as s:
+        s.ehlo()
+        assert s.mail("alice@example.test")[0] == 250
+        assert s.rcpt("bob@example.test")[0] == 250
+        assert s.rcpt("bob@example.test")[0] == 250
+        assert s.rcpt("bob@Example.Test")[0] == 250
+        code, text = s.data(crlf(make_msg("duplicate-rcpt-15")))
+        assert code == 250
+    mserver.wait_token("bob", "duplicate-rcpt-15")
+    mserver.wait_queue_empty(subdirs=("tmp", "incoming"))
+    assert len(mserver.with_token("bob", "duplicate-rcpt-15")) == 1
+
+
+# ---------------------------------------------------- listeners, options
+
+def test_bare_port_listens_on_loopback_v4_and_v6(make_server):
+    """smtp_listen = PORT with inet_interfaces = loopback-only."""
+    srv = make_server(start=False)
+    srv.write_config("smtp_listen = %d\n" % srv.smtp_port)
+    srv.start()
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with smtplib.SMTP("::1", srv.smtp_port, timeout=20,
+                      local_hostname="client.example.test") as s:
+        assert s.ehlo()[0] == 250
+        assert s.mail("alice@example.test")[0] == 250
+        assert s.rcpt("demo@example.test")[0] == 250
+        assert s.data(crlf(make_msg("over-ipv6")))[0] == 250
+    raw = srv.wait_token("demo", "over-ipv6")[0]
+    assert "[IPv6:::1]" in header_values(raw, "Received")[0]
+
+
+def test_helo_required_and_smtputf8_off(make_server):
+    srv = make_server(conf="smtpd_helo_required = yes\n"
+                           "smtputf8_enable = no\n")
+    raw = srv.raw()
+    raw.expect(220)
+    code, lines = raw.cmd("MAIL FROM:<alice@example.test>")
+    assert code == 503
+    assert lines[0] == "5.5.1 Error: send HELO/EHLO first"
+    lines = raw.expect(250, "EHLO client.example.test\r\n")
+    assert "SMTPUTF8" not in lines and "PIPELINING" in lines
+    code, lines = raw.cmd("MAIL FROM:<alice@example.test> SMTPUTF8")
+    assert 500 <= code < 600, (code, lines)
+    assert raw.cmd("MAIL FROM:<alice@example.test>")[0] == 250
