@@ -66,7 +66,6 @@ smtpd_settings_load(void)
 
 	set->refcount = 1;
 	set->myhostname = xstrdup(cfg_get("myhostname"));
-	set->myorigin = xstrdup(cfg_get("myorigin"));
 	set->banner = xstrdup(cfg_get("smtpd_banner"));
 	set->mail_name = xstrdup(cfg_get("mail_name"));
 	set->queue_dir = xstrdup(cfg_get("queue_directory"));
@@ -118,19 +117,12 @@ smtpd_settings_unref(struct smtpd_settings **setp)
 	if (--set->refcount > 0)
 		return;
 	free(set->myhostname);
-	free(set->myorigin);
 	free(set->banner);
 	free(set->mail_name);
 	free(set->queue_dir);
 	free(set->mynetworks);
 	smtpd_check_lrm_free(&set->lrm);
 	free(set);
-}
-
-const char *
-smtpd_queue_dir(void)
-{
-	return smtpd_settings->queue_dir;
 }
 
 /* ---- listeners ---- */

@@ -45,7 +45,6 @@
 struct smtpd_settings {
 	int		 refcount;
 	char		*myhostname;
-	char		*myorigin;
 	char		*banner;
 	char		*mail_name;
 	char		*queue_dir;
@@ -66,8 +65,6 @@ struct smtpd_settings {
 
 struct smtpd_settings *smtpd_settings_get(void);	/* adds a ref */
 void	smtpd_settings_unref(struct smtpd_settings **set);
-/* Queue directory of the running process (for the pickup socket). */
-const char *smtpd_queue_dir(void);
 
 /* ---- sessions ---- */
 
@@ -101,6 +98,8 @@ struct smtpd_rcpt {
 	char	*addr;		/* as stored (qualified) */
 	/* the R record: ADDR[\tNOTIFY=..][\tORCPT=..] */
 	char	*record;
+	/* duplicate filter: the record with the domain lower-cased */
+	char	*key;
 };
 
 /* Message data state inside a transaction. */
@@ -121,7 +120,8 @@ struct smtpd_txn {
 	bool		 smtputf8;
 	uint64_t	 size_declared;
 	struct smtpd_rcpt *rcpts;
-	size_t		 rcpt_count;
+	size_t		 rcpt_count;	/* stored (duplicates dropped) */
+	size_t		 rcpt_accepted;	/* RCPT commands accepted */
 
 	/* message data */
 	struct queue_writer *qw;
@@ -137,7 +137,8 @@ struct smtpd_txn {
 	bool		 in_headers;
 	bool		 last_was_header; /* for continuation lines */
 	bool		 in_msgid;
-	bool		 have_date, have_msgid, have_from, have_to;
+	bool		 have_date, have_msgid, have_from;
+	bool		 have_to;	/* To:, Cc: or Bcc: (not added) */
 	unsigned	 received_hdrs;
 	struct buf	 hdrline;	/* current physical header line */
 	struct buf	 msgid;		/* Message-ID, for the log */
@@ -253,9 +254,10 @@ void	smtpd_data_log_reject(struct smtpd_session *s, const char *stage,
 struct smtpd_lrm *smtpd_check_lrm_new(void);
 void	smtpd_check_lrm_free(struct smtpd_lrm **lrm);
 /*
- * Decide on a recipient (already parsed, qualified).  raw_local: the
- * address had no domain (bare "postmaster").  Returns 0 accept, or -1
- * with *reply_r (malloc'ed) a complete reply line "550 5.1.1 ...".
+ * Decide on a recipient (already parsed, qualified).  bare: the client
+ * sent "postmaster" without a domain (always accepted).  Returns 0 to
+ * accept, or -1 with *reply_r (malloc'ed) a complete reply line such as
+ * "550 5.1.1 ...".
  */
 int	smtpd_check_rcpt(struct smtpd_session *s, const char *addr,
 	    bool bare, char **reply_r);

@@ -119,6 +119,7 @@ smtpd_txn_free(struct smtpd_txn **tp)
 	for (i = 0; i < t->rcpt_count; i++) {
 		free(t->rcpts[i].addr);
 		free(t->rcpts[i].record);
+		free(t->rcpts[i].key);
 	}
 	free(t->rcpts);
 	free(t->sender);
@@ -432,12 +433,13 @@ smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 	struct smtpd_txn *t = s->txn;
 	const char *path, *rest, *error;
 	char *addr = NULL, *copy = NULL, *notify = NULL, *orcpt = NULL;
-	char *qualified = NULL, *reply = NULL;
+	char *qualified = NULL, *reply = NULL, *norm, *key;
 	struct smtpd_rcpt *r;
 	struct buf rec;
+	size_t j;
 	int i, n;
 
-	if (t->rcpt_count >= s->set->rcpt_limit) {
+	if (t->rcpt_accepted >= s->set->rcpt_limit) {
 		smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
@@ -494,17 +496,32 @@ smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 		goto out;
 	}
 	buf_init(&rec, 0);
-	buf_append_str(&rec, qualified);
 	if (notify != NULL)
 		buf_printf(&rec, "\tNOTIFY=%s", notify);
 	if (orcpt != NULL)
 		buf_printf(&rec, "\tORCPT=%s", orcpt);
-	t->rcpts = xreallocarray(t->rcpts, t->rcpt_count + 1,
-	    sizeof(*t->rcpts));
-	r = &t->rcpts[t->rcpt_count++];
-	r->addr = qualified;
-	r->record = buf_steal(&rec);
-	qualified = NULL;
+	/* Like Postfix's cleanup: the same recipient with the same DSN
+	 * parameters twice in one transaction is stored once. */
+	norm = addr_normalize(qualified);
+	key = xasprintf("%s%s", norm, buf_cstr(&rec));
+	free(norm);
+	for (j = 0; j < t->rcpt_count; j++)
+		if (strcmp(t->rcpts[j].key, key) == 0)
+			break;
+	if (j < t->rcpt_count) {
+		free(key);
+		buf_free(&rec);
+	} else {
+		t->rcpts = xreallocarray(t->rcpts, t->rcpt_count + 1,
+		    sizeof(*t->rcpts));
+		r = &t->rcpts[t->rcpt_count++];
+		r->addr = qualified;
+		r->record = xasprintf("%s%s", qualified, buf_cstr(&rec));
+		r->key = key;
+		qualified = NULL;
+		buf_free(&rec);
+	}
+	t->rcpt_accepted++;
 	s->phase = SMTPD_PHASE_RCPT;
 	smtpd_session_reply(s, "250 2.1.5 Ok");
 out:
