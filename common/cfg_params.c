@@ -150,7 +150,7 @@ const struct cfg_param cfg_params[] = {
 	P_INT("non_fqdn_reject_code", "504", 400, 599),
 
 	/* ---- qmgr, local, bounces ---- */
-	P_INT("local_destination_concurrency_limit", "4", 1, INT_MAX),
+	P_INT("local_destination_concurrency_limit", "16", 1, INT_MAX),
 	P_TIME("minimal_backoff_time", "300s"),
 	P_TIME("maximal_backoff_time", "4000s"),
 	P_TIME("queue_run_delay", "300s"),
@@ -285,6 +285,10 @@ const struct cfg_param cfg_params[] = {
 	/* ---- added by smtpd ---- */
 
 	/* ---- added by qmgr/local ---- */
+	/* Delivery at accept: smtpd has local write plain mailbox copies
+	 * before it answers DATA (doc/internals.md). */
+	P_BOOL("local_delivery_at_accept", "yes"),
+	P_INT("local_delivery_at_accept_limit", "32", 1, 1024),
 
 	/* ---- added by master/admin ---- */
 

@@ -387,7 +387,7 @@ struct map_re_rule {
 	struct map_re_pat pat2;		/* MATCH: "/p1/!/p2/" when compiled */
 	char		*result;	/* MATCH */
 	size_t		 max_sub;	/* MATCH: largest $n in result */
-	size_t		 endif;		/* IF: index of its ENDIF, or SIZE_MAX */
+	size_t		 endif;		/* IF: index of its ENDIF or SIZE_MAX */
 };
 
 /* While a table is read: the IF rules still open. */
