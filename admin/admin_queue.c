@@ -411,6 +411,7 @@ admin_queue_show(int argc, char **argv)
 	if (rc <= 0) {
 		admin_err("%s: %s", path, rc == 0 ?
 		    "incomplete queue file" : error);
+		queue_msg_free(&msg);	/* an incomplete read keeps some */
 		(void)close(fd);
 		free(path);
 		free(where);

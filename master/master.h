@@ -34,6 +34,9 @@ struct master_listener {
 	 * warning when the host has no IPv6. */
 	bool	 optional;
 	bool	 keep;		/* reload: still wanted */
+	/* Reload: not bound yet because the address is still in use by
+	 * the service being restarted; bound before its next start. */
+	bool	 pending;
 };
 
 /* Settings shared by the whole master process. */
@@ -89,5 +92,7 @@ void	master_status_remove(void);
 
 /* Path of a file in $data_directory; malloc'ed. */
 char	*master_data_path(const char *name);
+/* Bind the listeners a reload left pending (before starting smtpd). */
+void	master_listeners_bind_pending(void);
 
 #endif

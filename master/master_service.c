@@ -196,13 +196,15 @@ master_service_spawn(struct master_service *svc)
 	char *path;
 	pid_t pid, parent = getpid();
 
+	if (svc->listen_services != NULL)
+		master_listeners_bind_pending();
 	path = master_service_path(svc);
 	buf_init(&env, 0);
 	fds = xreallocarray(NULL, master.listener_count + 1, sizeof(int));
 	for (i = 0; i < master.listener_count; i++) {
 		const struct master_listener *l = &master.listeners[i];
 
-		if (!master_service_takes(svc, l->service))
+		if (l->fd < 0 || !master_service_takes(svc, l->service))
 			continue;
 		buf_printf(&env, "%s%zu:%s:%s%s%s:%d", n > 0 ? "," : "",
 		    3 + n, l->service, l->family == AF_INET6 ? "[" : "",

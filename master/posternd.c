@@ -528,10 +528,12 @@ master_listener_name(const struct master_listener *l, char *dst,
 
 /*
  * Bind and listen.  Returns 0, 1 when an optional IPv6 listener cannot
- * exist on this host (skipped), or -1 with a one-line message.
+ * exist on this host (skipped), or -1 with a one-line message (and the
+ * errno in *err_r when err_r is not NULL).
  */
 static int
-master_listener_bind(struct master_listener *l, const char **error_r)
+master_listener_bind(struct master_listener *l, int *err_r,
+    const char **error_r)
 {
 	static char errbuf[512];
 	struct sockaddr_storage ss;
@@ -582,6 +584,8 @@ fail:
 		    name, strerror(err));
 		return 1;
 	}
+	if (err_r != NULL)
+		*err_r = err;
 	master_listener_name(l, name, sizeof(name));
 	snprintf(errbuf, sizeof(errbuf), "cannot listen on %s: %s%s", name,
 	    strerror(err), err == EACCES && l->port < 1024 &&
@@ -590,6 +594,8 @@ fail:
 	return -1;
 
 bad_addr:
+	if (err_r != NULL)
+		*err_r = EINVAL;
 	snprintf(errbuf, sizeof(errbuf), "bad listen address %s", l->addr);
 	*error_r = errbuf;
 	return -1;
@@ -618,14 +624,14 @@ master_listeners_free(struct master_listener **v, size_t *n)
 	*n = 0;
 }
 
-/* Drop skipped entries (fd -1) from a bound list. */
+/* Drop skipped entries (fd -1, not pending) from a bound list. */
 static void
 master_listeners_compact(struct master_listener *v, size_t *n)
 {
 	size_t i, o = 0;
 
 	for (i = 0; i < *n; i++) {
-		if (v[i].fd < 0) {
+		if (v[i].fd < 0 && !v[i].pending) {
 			master_listener_free(&v[i]);
 			continue;
 		}
@@ -645,7 +651,7 @@ master_listeners_open(void)
 	if (master_listeners_wanted(&v, &n, &error) < 0)
 		master_fatal("%s", error);
 	for (i = 0; i < n; i++) {
-		if (master_listener_bind(&v[i], &error) < 0)
+		if (master_listener_bind(&v[i], NULL, &error) < 0)
 			master_fatal("%s", error);
 	}
 	master_listeners_compact(v, &n);
@@ -656,9 +662,17 @@ master_listeners_open(void)
 
 /*
  * Reload: keep the sockets of listeners that did not change (so nothing
- * in their backlog is lost), bind the new ones, close the rest.  Returns
- * whether the set changed.  A listener that cannot be bound is logged and
- * left out; the others still work.
+ * in their backlog is lost), close the ones no longer wanted, then bind
+ * the new ones.  Returns whether the set changed.
+ *
+ * The service still running holds its own copies of the dropped sockets
+ * until it exits, and on Linux a bound wildcard address blocks binding
+ * a specific address on the same port (0.0.0.0:587 -> 127.0.0.1:587).
+ * A new listener that fails with EADDRINUSE is therefore kept "pending"
+ * and bound again just before the service is started with the new set
+ * (master_listeners_bind_pending), when the old process has let go.
+ * Any other failure is logged and the listener left out; the others
+ * still work.
  */
 static bool
 master_listeners_reload(void)
@@ -667,6 +681,7 @@ master_listeners_reload(void)
 	size_t n, i, j;
 	const char *error;
 	bool changed = false;
+	int err;
 
 	if (master_listeners_wanted(&v, &n, &error) < 0) {
 		log_error("%s: keeping the old listeners", error);
@@ -679,32 +694,66 @@ master_listeners_reload(void)
 		for (j = 0; j < master.listener_count; j++) {
 			struct master_listener *o = &master.listeners[j];
 
-			if (!o->keep && o->fd >= 0 &&
+			if (!o->keep && (o->fd >= 0 || o->pending) &&
 			    strcmp(o->service, v[i].service) == 0 &&
 			    o->family == v[i].family &&
 			    strcmp(o->addr, v[i].addr) == 0 &&
 			    o->port == v[i].port) {
 				o->keep = true;
 				v[i].fd = o->fd;
+				v[i].pending = o->pending;
 				o->fd = -1;
 				break;
 			}
 		}
-		if (v[i].fd >= 0)
+	}
+	/* Let go of the dropped addresses before binding the new ones. */
+	for (j = 0; j < master.listener_count; j++) {
+		if (master.listeners[j].keep)
 			continue;
 		changed = true;
-		if (master_listener_bind(&v[i], &error) < 0)
-			log_error("%s", error);
+		master_listener_free(&master.listeners[j]);
 	}
-	for (j = 0; j < master.listener_count; j++)
-		if (!master.listeners[j].keep)
-			changed = true;
+	for (i = 0; i < n; i++) {
+		if (v[i].fd >= 0 || v[i].pending)
+			continue;
+		changed = true;
+		if (master_listener_bind(&v[i], &err, &error) < 0) {
+			if (err == EADDRINUSE)
+				v[i].pending = true;
+			else
+				log_error("%s", error);
+		}
+	}
 	master_listeners_free(&master.listeners, &master.listener_count);
 	master_listeners_compact(v, &n);
 	master.listeners = v;
 	master.listener_count = n;
 	master_log_skipped();
 	return changed;
+}
+
+void
+master_listeners_bind_pending(void)
+{
+	const char *error;
+	size_t i;
+	bool dropped = false;
+
+	for (i = 0; i < master.listener_count; i++) {
+		struct master_listener *l = &master.listeners[i];
+
+		if (!l->pending)
+			continue;
+		l->pending = false;
+		if (master_listener_bind(l, NULL, &error) < 0) {
+			log_error("%s", error);
+			dropped = true;
+		}
+	}
+	if (dropped)
+		master_listeners_compact(master.listeners,
+		    &master.listener_count);
 }
 
 /* ---- daemon ---- */
