@@ -16,6 +16,14 @@
  * the recover check), otherwise a failure of some destinations bounces
  * the recipient with that failure, otherwise it is sent.  Each destination
  * reached through an alias or .forward is logged here with orig_to.
+ *
+ * The same connection also takes "DELIVER-NOW tmp/ID flags" from smtpd
+ * (delivery at accept, doc/internals.md): every recipient of the not yet
+ * committed queue file that is a plain Maildir or mbox delivery of one
+ * existing user is delivered durably, answered "RESULT idx sent" and
+ * logged with the status line qmgr would write; all others are answered
+ * "RESULT idx queue" untouched.  Requests may be pipelined: the worker
+ * reads the next line only after answering the previous one.
  */
 #include "config.h"
 
@@ -520,77 +528,322 @@ local_deliver_rcpt(struct local_msg *m, struct buf *out)
 	local_expansion_free(&x);
 }
 
-static void
-local_request(const char *path, size_t idx, bool recover, struct buf *out)
+/*
+ * Open and parse the queue file at path (relative to queue_directory)
+ * into m, with the facts all its recipients share.  Returns 0, or -1 with
+ * text saying why (m is then freed).
+ */
+static int
+local_msg_open(const char *path, struct local_msg *m, char *text,
+    size_t size)
 {
 	char *full = xasprintf("%s/%s", queue_dir, path);
 	const char *err;
-	struct local_msg m;
 	char host[256];
 	int ret;
 
-	memset(&m, 0, sizeof(m));
-	m.fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (m.fd < 0) {
-		char text[300];
-
-		snprintf(text, sizeof(text), "cannot open queue file: %s",
-		    strerror(errno));
-		local_status(out, "defer", "4.3.0", text);
-		free(full);
-		return;
-	}
+	memset(m, 0, sizeof(*m));
+	m->fd = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	free(full);
-	ret = queue_file_read(m.fd, &m.qm, &err);
+	if (m->fd < 0) {
+		snprintf(text, size, "cannot open queue file: %s",
+		    strerror(errno));
+		return -1;
+	}
+	ret = queue_file_read(m->fd, &m->qm, &err);
 	if (ret != 1) {
-		char text[300];
-
-		snprintf(text, sizeof(text), "cannot read queue file: %s",
+		snprintf(text, size, "cannot read queue file: %s",
 		    ret == 0 ? "incomplete" : err);
-		local_status(out, "defer", "4.3.0", text);
 		/* Safe for every return value: the reader zeroes on -1. */
-		queue_msg_free(&m.qm);
-		close(m.fd);
+		queue_msg_free(&m->qm);
+		close(m->fd);
+		m->fd = -1;
+		return -1;
+	}
+	m->qid = strchr(path, '/') + 1;
+	str_lcpy(m->qm.id, m->qid, sizeof(m->qm.id));
+	m->sender = m->qm.sender;
+	if (gethostname(host, sizeof(host)) < 0)
+		str_lcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	m->hostname = xstrdup(host);
+	local_scan_headers(m);
+	return 0;
+}
+
+/* Make recipient idx the one m is about. */
+static void
+local_msg_rcpt(struct local_msg *m, size_t idx)
+{
+	char *lp;
+
+	free(m->rcpt_domain);
+	free(m->orig_rcpt);
+	m->orig_rcpt = NULL;
+	m->idx = idx;
+	m->rcpt = m->qm.rcpts[idx].addr;
+	local_split(m->rcpt, &lp, &m->rcpt_domain);
+	free(lp);
+	/* X-Original-To: the address the sender used (ORCPT, RFC 3461). */
+	if (m->qm.rcpts[idx].orcpt != NULL &&
+	    str_starts_case(m->qm.rcpts[idx].orcpt, "rfc822;"))
+		m->orig_rcpt = xtext_decode(m->qm.rcpts[idx].orcpt + 7);
+	if (m->orig_rcpt == NULL || m->orig_rcpt[0] == '\0' ||
+	    strpbrk(m->orig_rcpt, "\r\n") != NULL) {
+		free(m->orig_rcpt);
+		m->orig_rcpt = xstrdup(m->rcpt);
+	}
+}
+
+static void
+local_request(const char *path, size_t idx, bool recover, struct buf *out)
+{
+	struct local_msg m;
+	char text[300];
+
+	if (local_msg_open(path, &m, text, sizeof(text)) < 0) {
+		local_status(out, "defer", "4.3.0", text);
 		return;
 	}
 	if (idx >= m.qm.rcpt_count)
 		log_fatal("request for recipient %zu of %s, which has %zu",
 		    idx, path, m.qm.rcpt_count);
-	m.qid = strchr(path, '/') + 1;
-	str_lcpy(m.qm.id, m.qid, sizeof(m.qm.id));
-	m.idx = idx;
 	m.recover = recover;
-	m.sender = m.qm.sender;
-	m.rcpt = m.qm.rcpts[idx].addr;
-	{
-		char *lp;
-
-		local_split(m.rcpt, &lp, &m.rcpt_domain);
-		free(lp);
-	}
-	/* X-Original-To: the address the sender used (ORCPT, RFC 3461). */
-	if (m.qm.rcpts[idx].orcpt != NULL &&
-	    str_starts_case(m.qm.rcpts[idx].orcpt, "rfc822;"))
-		m.orig_rcpt = xtext_decode(m.qm.rcpts[idx].orcpt + 7);
-	if (m.orig_rcpt == NULL || m.orig_rcpt[0] == '\0' ||
-	    strpbrk(m.orig_rcpt, "\r\n") != NULL) {
-		free(m.orig_rcpt);
-		m.orig_rcpt = xstrdup(m.rcpt);
-	}
-	if (gethostname(host, sizeof(host)) < 0)
-		str_lcpy(host, "localhost", sizeof(host));
-	host[sizeof(host) - 1] = '\0';
-	m.hostname = xstrdup(host);
-	local_scan_headers(&m);
-
+	local_msg_rcpt(&m, idx);
 	if (m.received > (unsigned)cfg_get_int("hopcount_limit")) {
-		char text[128];
-
 		snprintf(text, sizeof(text), "mail forwarding loop: too many "
 		    "hops (%u Received: headers)", m.received);
 		local_status(out, "bounce", "5.4.6", text);
 	} else
 		local_deliver_rcpt(&m, out);
+	close(m.fd);
+	local_msg_free(&m);
+}
+
+/* ---- delivery at accept (DELIVER-NOW) ---- */
+
+static double
+local_wall(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * Postfix's delay notation, as qmgr writes it: two significant digits, at
+ * most two decimals, "0" below 10 ms.
+ */
+static void
+local_fmt_delay(char *dst, size_t size, double x)
+{
+	size_t len;
+
+	if (x < 0.005) {
+		str_lcpy(dst, "0", size);
+		return;
+	}
+	if (x >= 10)
+		snprintf(dst, size, "%.0f", x);
+	else if (x >= 1)
+		snprintf(dst, size, "%.1f", x);
+	else
+		snprintf(dst, size, "%.2f", x);
+	if (strchr(dst, '.') != NULL) {
+		len = strlen(dst);
+		while (len > 0 && dst[len - 1] == '0')
+			dst[--len] = '\0';
+		if (len > 0 && dst[len - 1] == '.')
+			dst[--len] = '\0';
+	}
+}
+
+/*
+ * The status line qmgr would have logged for this delivery: delays=a/b/c/d
+ * is time before delivery, 0 (no queue manager), 0 (no connection setup),
+ * the delivery itself.
+ */
+static void
+local_log_now(const struct local_msg *m, double started, const char *text)
+{
+	const struct queue_rcpt *r = &m->qm.rcpts[m->idx];
+	char to[MAX_ADDRESS + 8], orig_to[MAX_ADDRESS + 32], why[600];
+	char d_all[32], d_a[32], d_d[32];
+	double now = local_wall();
+	double arrival = (double)m->qm.arrival +
+	    (double)m->qm.arrival_usec / 1e6;
+	char *orig = NULL;
+
+	log_escape(to, sizeof(to), r->addr, strlen(r->addr));
+	orig_to[0] = '\0';
+	if (r->orcpt != NULL && strchr(r->orcpt, ';') != NULL)
+		orig = xtext_decode(strchr(r->orcpt, ';') + 1);
+	if (orig != NULL && !str_case_eq(orig, r->addr)) {
+		char esc[MAX_ADDRESS + 8];
+
+		log_escape(esc, sizeof(esc), orig, strlen(orig));
+		snprintf(orig_to, sizeof(orig_to), ", orig_to=<%s>", esc);
+	}
+	free(orig);
+	log_escape(why, sizeof(why), text, strlen(text));
+	local_fmt_delay(d_all, sizeof(d_all), now - arrival);
+	local_fmt_delay(d_a, sizeof(d_a), started - arrival);
+	local_fmt_delay(d_d, sizeof(d_d), now - started);
+	log_info("%s: to=<%s>%s, relay=local, delay=%s, delays=%s/0/0/%s, "
+	    "dsn=2.0.0, status=sent (%s)", m->qid, to, orig_to, d_all, d_a,
+	    d_d, why);
+}
+
+/* qmgr's routing decision (qmgr_route()): a local recipient? */
+static bool
+local_now_is_local(const char *addr)
+{
+	char *lp, *domain;
+	bool local;
+
+	addr_split(addr, &lp, &domain);
+	local = domain[0] == '\0' || addr_domain_is_local(domain);
+	free(lp);
+	free(domain);
+	return local;
+}
+
+/*
+ * Whether the expansion x of the current recipient of m is exactly one
+ * mailbox delivery to the user the address names: no alias, no .forward,
+ * no postmaster fallback, no failure.  Otherwise *why_r says why not.
+ */
+static bool
+local_now_plain(const struct local_msg *m, const struct local_expansion *x,
+    const char **why_r)
+{
+	const struct local_item *it = &x->items[0];
+	char *lp, *domain, *base;
+	bool same;
+
+	if (x->count != 1 || x->indirect) {
+		*why_r = "resolved through an alias or a forward file";
+		return false;
+	}
+	if (it->type == LOCAL_ITEM_FAILED) {
+		*why_r = it->result.text;
+		return false;
+	}
+	if (it->type != LOCAL_ITEM_MAILBOX) {
+		*why_r = "not a mailbox delivery";
+		return false;
+	}
+	local_split(m->rcpt, &lp, &domain);
+	base = addr_strip_ext(lp, NULL);
+	same = str_case_eq(base, it->target);
+	free(lp);
+	free(domain);
+	free(base);
+	if (!same) {
+		*why_r = "resolved to another user's mailbox";
+		return false;
+	}
+	return true;
+}
+
+static void
+local_result_line(struct buf *out, size_t idx, bool sent, const char *dsn,
+    const char *text)
+{
+	char *xd = xtext_encode(dsn, strlen(dsn));
+	char *xt = xtext_encode(text, strlen(text));
+
+	buf_printf(out, "RESULT %zu %s %s %s\n", idx, sent ? "sent" : "queue",
+	    xd, xt);
+	free(xd);
+	free(xt);
+}
+
+/*
+ * Delivery at accept (doc/internals.md): path is tmp/ID, a complete queue
+ * file that smtpd has not committed.  One RESULT line per recipient, then
+ * END.  "sent" only for a copy that is durable in its mailbox; anything
+ * that is not a plain Maildir or mbox delivery of one existing user, and
+ * every error, is "queue" and left entirely to the queue path, which
+ * redoes it and produces the right bounce or deferral.
+ */
+static void
+local_request_now(const char *path, struct buf *out)
+{
+	const char *loc = cfg_get("mail_location");
+	bool mailbox_ok = cfg_get("mailbox_command")[0] == '\0' &&
+	    (str_starts_case(loc, "maildir:") || str_starts_case(loc, "mbox:"));
+	struct local_msg m;
+	char text[300];
+	size_t i;
+
+	if (local_msg_open(path, &m, text, sizeof(text)) < 0) {
+		/* No RESULT lines: every recipient goes to the queue. */
+		log_warning("%s: delivery at accept: %s", strchr(path, '/') + 1,
+		    text);
+		buf_append_str(out, "END\n");
+		return;
+	}
+	m.lock_wait = LOCAL_LOCK_WAIT_NOW;
+	for (i = 0; i < m.qm.rcpt_count; i++) {
+		const struct queue_rcpt *r = &m.qm.rcpts[i];
+		struct local_expansion x;
+		const char *why = NULL;
+		double started = local_wall();
+		bool expanded = false;
+
+		memset(&x, 0, sizeof(x));
+		local_msg_rcpt(&m, i);
+		if (r->state != QUEUE_RCPT_PENDING)
+			why = "recipient already done";
+		else if (r->notify & QUEUE_NOTIFY_SUCCESS)
+			why = "success notification requested";
+		else if (!local_now_is_local(r->addr))
+			why = "not a local recipient";
+		else if (m.received > (unsigned)cfg_get_int("hopcount_limit"))
+			why = "too many hops";
+		else if (!mailbox_ok)
+			why = "mailbox is not a plain Maildir or mbox";
+		else {
+			local_expand(&m, &x);
+			expanded = true;
+			(void)local_now_plain(&m, &x, &why);
+		}
+		if (why != NULL) {
+			char esc[MAX_ADDRESS + 8], wesc[600];
+
+			log_escape(esc, sizeof(esc), r->addr, strlen(r->addr));
+			log_escape(wesc, sizeof(wesc), why, strlen(why));
+			log_debug("%s: to=<%s>: not delivered at accept: %s",
+			    m.qid, esc, wesc);
+			local_result_line(out, i, false, "4.0.0", why);
+		} else {
+			struct local_item *it = &x.items[0];
+
+			local_deliver_mailbox(&m, it);
+			if (it->result.status == LOCAL_SENT) {
+				local_log_now(&m, started, it->result.text);
+				local_result_line(out, i, true,
+				    it->result.dsn, it->result.text);
+			} else {
+				char esc[MAX_ADDRESS + 8], wesc[600];
+
+				log_escape(esc, sizeof(esc), r->addr,
+				    strlen(r->addr));
+				log_escape(wesc, sizeof(wesc), it->result.text,
+				    strlen(it->result.text));
+				log_info("%s: to=<%s>: delivery at accept "
+				    "failed, left to the queue: %s", m.qid,
+				    esc, wesc);
+				local_result_line(out, i, false,
+				    it->result.dsn, it->result.text);
+			}
+		}
+		if (expanded)
+			local_expansion_free(&x);
+	}
+	buf_append_str(out, "END\n");
 	close(m.fd);
 	local_msg_free(&m);
 }
@@ -647,6 +900,7 @@ local_worker(int fd)
 		char **f;
 		long long idx;
 		ssize_t n;
+		bool now;
 
 		while (in.len == 0 ||
 		    (nl = memchr(in.data, '\n', in.len)) == NULL) {
@@ -666,20 +920,27 @@ local_worker(int fd)
 		line = xstrndup(in.data, (size_t)(nl - in.data));
 		buf_consume(&in, (size_t)(nl - in.data) + 1);
 		f = strv_split(line, " ");
-		if (strv_len(f) != 4 || strcmp(f[0], "DELIVER") != 0 ||
+		now = strv_len(f) == 3 && strcmp(f[0], "DELIVER-NOW") == 0;
+		idx = 0;
+		if ((!now && (strv_len(f) != 4 ||
+		    strcmp(f[0], "DELIVER") != 0)) ||
 		    (path = xtext_decode(f[1])) == NULL ||
-		    str_to_ll(f[2], 0, INT_MAX, &idx) < 0 ||
-		    (flags = xtext_decode(f[3])) == NULL)
+		    (!now && str_to_ll(f[2], 0, INT_MAX, &idx) < 0) ||
+		    (flags = xtext_decode(f[now ? 2 : 3])) == NULL)
 			log_fatal("malformed request: %.64s", line);
 		/* Only queue files, never another path. */
-		if ((strncmp(path, "incoming/", 9) != 0 ||
+		if (now ? strncmp(path, "tmp/", 4) != 0 ||
+		    !queue_list_id_valid(path + 4) :
+		    (strncmp(path, "incoming/", 9) != 0 ||
 		    !queue_list_id_valid(path + 9)) &&
 		    (strncmp(path, "deferred/", 9) != 0 ||
 		    !queue_list_id_valid(path + 9)))
 			log_fatal("bad queue path in request: %.64s", path);
 		local_worker_refresh();
 		buf_reset(&out);
-		{
+		if (now)
+			local_request_now(path, &out);
+		else {
 			char **fl = strv_split(flags, ",");
 			bool recover = strv_contains_case(fl, "recover");
 
@@ -799,7 +1060,7 @@ local_listen(void)
 	if (chmod(sun.sun_path, 0600) < 0)
 		log_fatal("chmod %s: %m", sun.sun_path);
 	if (root_mode) {
-		/* Only qmgr (run_user) may ask for deliveries. */
+		/* Only qmgr and smtpd (run_user) may ask for deliveries. */
 		struct passwd *pw = getpwnam(cfg_get("run_user"));
 
 		if (pw == NULL)

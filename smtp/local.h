@@ -8,6 +8,11 @@
  * copies, and answers FORWARD lines for addresses elsewhere and one
  * STATUS line.  It never updates the queue file: qmgr does.
  *
+ * "DELIVER-NOW tmp/ID flags" from smtpd delivers a message that is not
+ * queued yet (delivery at accept): every recipient that is a plain
+ * mailbox delivery of one user is written durably and reported "sent",
+ * everything else "queue" without any delivery.
+ *
  * This header is shared by the local_*.c files only.
  */
 #ifndef POSTERN_LOCAL_H
@@ -21,6 +26,8 @@
 
 /* Seconds to wait for an mbox lock before deferring. */
 #define LOCAL_LOCK_WAIT		30
+/* The same at accept time, where the client is waiting (DELIVER-NOW). */
+#define LOCAL_LOCK_WAIT_NOW	5
 /* A dotlock older than this is stale and removed. */
 #define LOCAL_DOTLOCK_STALE	300
 /* Bytes of the header block scanned for Delivered-To and Received. */
@@ -60,6 +67,7 @@ struct local_msg {
 	struct queue_msg qm;
 	size_t		 idx;
 	bool		 recover;
+	unsigned	 lock_wait;	/* mbox lock wait, seconds */
 	const char	*sender;	/* "" for <> */
 	const char	*rcpt;		/* the queue recipient */
 	char		*orig_rcpt;	/* X-Original-To */
@@ -123,6 +131,7 @@ struct local_item {
 struct local_expansion {
 	struct local_item *items;
 	size_t		 count;
+	bool		 indirect;	/* an alias or a .forward was used */
 };
 
 /*

@@ -897,6 +897,7 @@ local_exp_user_stage(struct local_exp *e, const char *local,
 		char *fwd = local_forward_read(e->m, &u, base, ext, &r);
 
 		if (fwd != NULL) {
+			e->x->indirect = true;
 			char **elems = local_split_elements(fwd);
 			bool any = elems[0] != NULL;
 
@@ -998,6 +999,7 @@ local_exp_address(struct local_exp *e, const char *addr, unsigned depth,
 			struct local_privs p;
 			struct local_result r;
 
+			e->x->indirect = true;
 			memset(&p, 0, sizeof(p));
 			if (local_privs_default(&p, &r) < 0)
 				local_exp_fail(e, qualified, r.status, r.dsn,

@@ -3,10 +3,13 @@
  * (DESIGN §3).  Locking is what mutt, Dovecot and procmail understand:
  * a dotlock PATH.lock (created with O_EXCL, stale after
  * LOCAL_DOTLOCK_STALE seconds) and an fcntl write lock, each waited for
- * at most LOCAL_LOCK_WAIT seconds.  The copy is "From sender date", our
- * headers, the message with mboxrd quoting (">From " and ">>From " ...,
- * RFC 4155) and a blank line; it is fsynced before "sent", and any error
- * truncates the file back to its old size so no partial message remains.
+ * at most LOCAL_LOCK_WAIT seconds (LOCAL_LOCK_WAIT_NOW for a delivery at
+ * accept, where an SMTP client waits), polling at short intervals that
+ * grow.  The copy is "From sender date", our headers, the message with
+ * mboxrd quoting (">From " and ">>From " ..., RFC 4155) and a blank line;
+ * it is fsynced (and its directory too when the mailbox was created)
+ * before "sent", and any error truncates the file back to its old size so
+ * no partial message remains.
  *
  * A mailbox in mail_spool_directory is created and locked as root (the
  * spool is root:mail 1777 or 2775) and owned by the user, group mail;
@@ -149,11 +152,35 @@ local_mbox_copy(const struct local_msg *m, struct local_out *o)
 	return 0;
 }
 
+static long long
+local_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Wait before trying a held lock again: 2 ms doubling to 250 ms, so that
+ * deliveries queued behind each other on one mailbox follow closely.
+ */
+static void
+local_lock_pause(unsigned *pause_ms)
+{
+	if (*pause_ms == 0)
+		*pause_ms = 2;
+	usleep(*pause_ms * 1000);
+	if (*pause_ms < 250)
+		*pause_ms *= 2;
+}
+
 /* Take the dotlock; 1 locked, 0 no dotlock possible here, -1 timeout. */
 static int
-local_dotlock(const char *lock)
+local_dotlock(const char *lock, unsigned wait)
 {
-	time_t start = time(NULL);
+	long long start = local_mono_ms();
+	unsigned pause_ms = 0;
 
 	for (;;) {
 		struct stat st;
@@ -179,16 +206,17 @@ local_dotlock(const char *lock)
 			(void)unlink(lock);
 			continue;
 		}
-		if (time(NULL) - start >= LOCAL_LOCK_WAIT)
+		if (local_mono_ms() - start >= (long long)wait * 1000)
 			return -1;
-		sleep(1);
+		local_lock_pause(&pause_ms);
 	}
 }
 
 static int
-local_fcntl_lock(int fd)
+local_fcntl_lock(int fd, unsigned wait)
 {
-	time_t start = time(NULL);
+	long long start = local_mono_ms();
+	unsigned pause_ms = 0;
 	struct flock fl;
 
 	memset(&fl, 0, sizeof(fl));
@@ -197,25 +225,45 @@ local_fcntl_lock(int fd)
 	while (fcntl(fd, F_SETLK, &fl) < 0) {
 		if (errno != EAGAIN && errno != EACCES && errno != EINTR)
 			return -1;
-		if (time(NULL) - start >= LOCAL_LOCK_WAIT) {
+		if (local_mono_ms() - start >= (long long)wait * 1000) {
 			errno = EAGAIN;
 			return -1;
 		}
-		usleep(200000);
+		local_lock_pause(&pause_ms);
 	}
 	return 0;
+}
+
+/* fsync the directory that holds path. */
+static int
+local_fsync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash == NULL || slash == path ? xstrdup(slash == path ?
+	    "/" : ".") : xstrndup(path, (size_t)(slash - path));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int ret = 0;
+
+	/* A directory we may not open (a /file destination): as before. */
+	if (fd >= 0) {
+		ret = fsync(fd);
+		close(fd);
+	}
+	free(dir);
+	return ret;
 }
 
 /* Open (creating if needed) the mailbox; -1 with r set on failure. */
 static int
 local_mbox_open(const char *path, const struct local_privs *p, bool spool,
-    bool check_owner, struct local_result *r)
+    bool check_owner, bool *created_r, struct local_result *r)
 {
 	struct stat st;
 	int fd;
 
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW |
 	    O_CLOEXEC, 0600);
+	*created_r = fd >= 0;
 	if (fd >= 0 && spool && local_root_mode()) {
 		struct group *gr = getgrnam("mail");
 
@@ -274,7 +322,8 @@ local_mbox_deliver(const struct local_msg *m, const char *path,
 	struct local_out o;
 	struct stat st;
 	off_t old_size;
-	bool as_user = !(spool && local_root_mode());
+	bool as_user = !(spool && local_root_mode()), created = false;
+	unsigned wait = m->lock_wait > 0 ? m->lock_wait : LOCAL_LOCK_WAIT;
 	int dot = 0, fd = -1;
 
 	memset(&o, 0, sizeof(o));
@@ -285,18 +334,19 @@ local_mbox_deliver(const struct local_msg *m, const char *path,
 	/* A device such as /dev/null takes no locks. */
 	if (!check_owner && stat(path, &st) == 0 && S_ISCHR(st.st_mode))
 		dot = 0;
-	else if ((dot = local_dotlock(lock)) < 0) {
+	else if ((dot = local_dotlock(lock, wait)) < 0) {
 		local_result_set(r, LOCAL_DEFER, "4.2.0",
 		    "cannot lock mailbox %s: dotlock held too long", path);
 		goto out;
 	}
-	if ((fd = local_mbox_open(path, p, spool, check_owner, r)) < 0)
+	if ((fd = local_mbox_open(path, p, spool, check_owner, &created,
+	    r)) < 0)
 		goto out;
 	if (fstat(fd, &st) < 0) {
 		local_result_errno(r, errno, "fstat mailbox");
 		goto out;
 	}
-	if (S_ISREG(st.st_mode) && local_fcntl_lock(fd) < 0) {
+	if (S_ISREG(st.st_mode) && local_fcntl_lock(fd, wait) < 0) {
 		local_result_set(r, LOCAL_DEFER, "4.2.0",
 		    "cannot lock mailbox %s: %s", path, strerror(errno));
 		goto out;
@@ -318,6 +368,9 @@ local_mbox_deliver(const struct local_msg *m, const char *path,
 	local_out_put(&o, "\n", 1);
 	local_out_flush(&o);
 	if (o.error == 0 && S_ISREG(st.st_mode) && fsync(fd) < 0)
+		o.error = errno;
+	/* A new mailbox is durable only with its directory entry. */
+	if (o.error == 0 && created && local_fsync_parent(path) < 0)
 		o.error = errno;
 	if (o.error == 0 && S_ISREG(st.st_mode) && limit > 0 &&
 	    fstat(fd, &st) == 0 && st.st_size > limit) {
