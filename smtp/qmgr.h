@@ -20,8 +20,14 @@ struct buf;
 /* Messages held in memory and being delivered at once (Postfix's
  * qmgr_message_active_limit, scaled to one open file per message). */
 #define QMGR_MAX_ACTIVE		500
-/* Seconds between safety-net scans of incoming/ (lost datagrams). */
-#define QMGR_INCOMING_SCAN	10
+/*
+ * Seconds between safety-net scans of incoming/.  Notifications are
+ * datagrams; the kernel queues only net.unix.max_dgram_qlen (often 10) of
+ * them, so under load some are lost and this scan is what picks those
+ * messages up: keep it short.  A scan of incoming/ is one readdir of a
+ * directory that holds only messages not yet picked up.
+ */
+#define QMGR_INCOMING_SCAN	1
 /* Seconds between scans of deferred/ for messages that are due. */
 #define QMGR_DEFERRED_SCAN	5
 /* Messages loaded per event loop pass (keeps the loop responsive). */
