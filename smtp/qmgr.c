@@ -1118,9 +1118,18 @@ qmgr_load(const struct qmgr_pend *p)
 		e = qmgr_table_add(&known, m->id);
 	e->msg = m;
 
-	log_escape(sender, sizeof(sender), m->qm.sender, strlen(m->qm.sender));
-	log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->id,
-	    sender, (long long)m->qm.msg_size, m->qm.rcpt_count);
+	/*
+	 * smtpd already logged "from=..." for a message it just queued; log
+	 * it again, as Postfix's qmgr does, when the message comes back
+	 * from deferred/ or is picked up after a restart.
+	 */
+	if (p->deferred || p->recover) {
+		log_escape(sender, sizeof(sender), m->qm.sender,
+		    strlen(m->qm.sender));
+		log_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)",
+		    m->id, sender, (long long)m->qm.msg_size,
+		    m->qm.rcpt_count);
+	}
 	/* maximal_queue_lifetime = 0: one attempt only, as in Postfix. */
 	if (now - m->qm.arrival >= qmgr_lifetime(m))
 		m->expired = true;
