@@ -115,6 +115,7 @@ struct queue_writer {
 	off_t	 msg_len_pos;	/* offset of the M record length field */
 	off_t	 msg_size;
 	bool	 in_msg;
+	bool	 finished;	/* E written (queue_writer_finish()) */
 	bool	 failed;
 	int	 error;
 	char	*wbuf;
@@ -288,31 +289,70 @@ fsync_dir(const char *dir)
 	return ret;
 }
 
-int
-queue_writer_commit(struct queue_writer **wp, const char **error_r)
+/* Write E, flush, patch the message length: complete, not durable. */
+static int
+qw_end(struct queue_writer *w, const char **error_r)
 {
-	struct queue_writer *w = *wp;
 	unsigned char hdr[QF_HDR_LEN];
 	uint32_t be;
-	char *dest = NULL, *dir = NULL;
 
 	if (!w->in_msg) {
 		*error_r = "queue file has no message";
-		goto fail;
+		return -1;
 	}
 	if (w->msg_size > (off_t)UINT32_MAX) {
 		*error_r = "message too large for the queue file format";
-		goto fail;
+		return -1;
 	}
 	w->in_msg = false;
 	qf_put_len(hdr, 'E', 0);
 	if (qw_put(w, hdr, sizeof(hdr)) < 0 || qw_flush(w) < 0) {
 		*error_r = qf_error("write %s", w->tmp_path, w->error);
-		goto fail;
+		return -1;
 	}
 	be = htonl((uint32_t)w->msg_size);
 	if (pwrite(w->fd, &be, 4, w->msg_len_pos) != 4) {
 		*error_r = qf_error("write %s", w->tmp_path, errno);
+		return -1;
+	}
+	w->finished = true;
+	return 0;
+}
+
+int
+queue_writer_finish(struct queue_writer *w, const char **error_r)
+{
+	if (w->finished)
+		return 0;
+	return qw_end(w, error_r);
+}
+
+int
+queue_writer_add_status(struct queue_writer *w, char type, const void *data,
+    size_t len)
+{
+	unsigned char hdr[QF_HDR_LEN];
+
+	if (!w->finished || len > QF_MAX_RECORD)
+		return -1;
+	qf_put_len(hdr, type, (uint32_t)len);
+	if (qw_put(w, hdr, sizeof(hdr)) < 0)
+		return -1;
+	return qw_put(w, data, len);
+}
+
+int
+queue_writer_commit(struct queue_writer **wp, const char **error_r)
+{
+	struct queue_writer *w = *wp;
+	char *dest = NULL, *dir = NULL;
+
+	if (!w->finished) {
+		if (qw_end(w, error_r) < 0)
+			goto fail;
+	} else if (w->failed || qw_flush(w) < 0) {
+		/* Status records appended after queue_writer_finish(). */
+		*error_r = qf_error("write %s", w->tmp_path, w->error);
 		goto fail;
 	}
 	if (fdatasync(w->fd) < 0) {
@@ -529,7 +569,7 @@ queue_file_read(int fd, struct queue_msg *msg, const char **error_r)
 			if (seen_e)
 				break;	/* truncated status append: ignore */
 			if (!seen_m || type == 'M')
-				return 0;	/* still being written */
+				goto incomplete;	/* still being written */
 			*error_r = "record extends past end of file";
 			goto corrupt;
 		}
@@ -624,12 +664,16 @@ queue_file_read(int fd, struct queue_msg *msg, const char **error_r)
 		data = NULL;
 	}
 	if (!seen_e)
-		return 0;
+		goto incomplete;
 	if (msg->sender == NULL) {
 		*error_r = "no sender record";
 		goto corrupt;
 	}
 	return 1;
+incomplete:
+	/* msg is left empty, as on -1: nothing for the caller to free. */
+	queue_msg_free(msg);
+	return 0;
 corrupt:
 	free(data);
 	queue_msg_free(msg);

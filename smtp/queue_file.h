@@ -138,7 +138,23 @@ off_t	queue_writer_msg_size(const struct queue_writer *w);
  * and the tmp file is removed.
  */
 int	queue_writer_commit(struct queue_writer **w, const char **error_r);
-/* Throw away the tmp file and free w. */
+/*
+ * Finish without committing (delivery at accept, doc/internals.md): patch
+ * the message length and write E, all of it handed to the kernel, no
+ * fsync; the file stays in tmp/ID, complete for a reader.  Afterwards
+ * only queue_writer_add_status(), queue_writer_commit() (which then just
+ * writes the status records, fsyncs and renames) and queue_writer_abort()
+ * may be used.  Returns 0, or -1 with *error_r (w is kept: abort it).
+ */
+int	queue_writer_finish(struct queue_writer *w, const char **error_r);
+/*
+ * Append a status record after E (e.g. 'D' for a recipient delivered at
+ * accept) to a finished writer; buffered, written and fsynced by
+ * queue_writer_commit().  Returns 0, or -1 (the commit then fails too).
+ */
+int	queue_writer_add_status(struct queue_writer *w, char type,
+	    const void *data, size_t len);
+/* Throw away the tmp file and free w (also after queue_writer_finish()). */
 void	queue_writer_abort(struct queue_writer **w);
 
 /* ---- reader (qmgr, local, admin) ---- */
@@ -146,7 +162,8 @@ void	queue_writer_abort(struct queue_writer **w);
 /*
  * Parse a whole queue file from fd (position irrelevant; uses pread).
  * Returns 1 ok, 0 incomplete (no end record: ignore the file), -1 corrupt
- * (*error_r says why).  msg must be freed with queue_msg_free().
+ * (*error_r says why).  After 1, free msg with queue_msg_free(); after 0
+ * or -1 it is left empty (freeing it again is harmless).
  */
 int	queue_file_read(int fd, struct queue_msg *msg, const char **error_r);
 void	queue_msg_free(struct queue_msg *msg);

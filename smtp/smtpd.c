@@ -6,10 +6,11 @@
  * client is identified by its uid (SO_PEERCRED) and trusted to relay.
  *
  * One event loop serves every session; queue commits run in a thread pool
- * (smtpd_data.c).  SIGHUP re-reads the configuration for new sessions;
- * SIGTERM closes the listeners, says 421 to idle sessions, lets
- * transactions in progress finish and exits when no session is left (at
- * most SMTPD_SHUTDOWN_WAIT seconds).
+ * and local mail may be delivered at accept by local (smtpd_data.c).
+ * SIGHUP re-reads the configuration for new sessions; SIGTERM closes the
+ * listeners, says 421 to idle sessions, lets transactions in progress
+ * (a commit, a delivery at accept) finish and exits when no session is
+ * left (at most SMTPD_SHUTDOWN_WAIT seconds).
  *
  * This file holds the process plumbing only: sessions are in
  * smtpd_session.c, commands in smtpd_cmd.c.
@@ -32,6 +33,7 @@
 
 #include "cfg.h"
 #include "ioloop.h"
+#include "local_client.h"
 #include "log.h"
 #include "smtpd.h"
 #include "str.h"
@@ -89,6 +91,7 @@ smtpd_settings_load(void)
 	set->vrfy_disabled = cfg_get_bool("disable_vrfy_command");
 	set->smtputf8 = cfg_get_bool("smtputf8_enable");
 	set->helo_required = cfg_get_bool("smtpd_helo_required");
+	set->local_at_accept = cfg_get_bool("local_delivery_at_accept");
 	set->mynetworks = netaddr_mynetworks(&error);
 	if (set->mynetworks == NULL) {
 		log_warning("mynetworks: %s: relaying only for local "
@@ -316,6 +319,8 @@ smtpd_sigterm(int signo, void *ctx)
 	smtpd_stop_deadline = ioloop_now_ms() + SMTPD_SHUTDOWN_WAIT * 1000;
 	smtpd_listeners_close();
 	smtpd_sessions_shutdown();
+	/* Deliveries at accept under way finish first (in-flight work). */
+	local_client_shutdown();
 	smtpd_stop_check(NULL);
 }
 
@@ -372,6 +377,9 @@ main(int argc, char **argv)
 	smtpd_data_pool_init();
 
 	ioloop_run();
+	smtpd_sessions_exit();
 	smtpd_data_pool_stop();
+	/* Closes the lookup tables (sessions still open keep their own). */
+	smtpd_settings_unref(&smtpd_settings);
 	return 0;
 }

@@ -9,8 +9,9 @@
  *   smtpd_session.c  connection, buffers, state, timeouts, error counter,
  *                    reply output with RFC 2920 pipelining
  *   smtpd_cmd.c      the command table and one handler per command
- *   smtpd_data.c     DATA/BDAT into the queue file, header scan, commit
- *                    pool (fsync off the event loop)
+ *   smtpd_data.c     DATA/BDAT into the queue file, header scan, delivery
+ *                    at accept (local_client.h), commit pool (fsync off
+ *                    the event loop)
  *   smtpd_check.c    recipient and relay decisions
  */
 #ifndef POSTERN_SMTPD_H
@@ -58,6 +59,7 @@ struct smtpd_settings {
 	bool		 vrfy_disabled;
 	bool		 smtputf8;
 	bool		 helo_required;
+	bool		 local_at_accept; /* local_delivery_at_accept */
 	struct netaddr	*mynetworks;	/* terminated by family 0 */
 	/* local_recipient_maps, see smtpd_check.c */
 	struct smtpd_lrm *lrm;
@@ -74,6 +76,7 @@ enum smtpd_state {
 	SMTPD_STATE_DATA,	/* reading DATA message text */
 	SMTPD_STATE_BDAT,	/* reading a BDAT chunk */
 	SMTPD_STATE_COMMIT,	/* parked: queue file commit in a worker */
+	SMTPD_STATE_LOCAL,	/* parked: local delivers at accept */
 	SMTPD_STATE_SLEEP,	/* parked: error delay before the reply */
 	SMTPD_STATE_CLOSE	/* flushing the last replies, then close */
 };
@@ -125,6 +128,9 @@ struct smtpd_txn {
 
 	/* message data */
 	struct queue_writer *qw;
+	struct local_client_req *lreq;	/* delivery at accept under way */
+	bool		 from_logged;	/* "from=.. (queue active)" logged */
+	bool		 removed;	/* all delivered at accept: no queue */
 	char		 qid[QUEUE_ID_MAX];
 	bool		 bdat;		/* CHUNKING used in this txn */
 	enum smtpd_data_status status;
@@ -205,11 +211,17 @@ void	smtpd_session_enter_state(struct smtpd_session *s,
 void	smtpd_session_flush(struct smtpd_session *s);
 /* Flush the queued replies, then close. */
 void	smtpd_session_close(struct smtpd_session *s);
-/* The queue file commit of s finished (from the commit pool). */
+/*
+ * The message of s is safe (ret 0: committed, or delivered at accept
+ * and removed) or could not be kept (ret -1, error says why): log,
+ * reply 250 or 451, end the transaction and resume reading.
+ */
 void	smtpd_session_commit_done(struct smtpd_session *s, int ret,
 	    const char *error);
 /* SIGTERM: 421 to idle sessions, the rest after their transaction. */
 void	smtpd_sessions_shutdown(void);
+/* The loop stopped: drop the messages still waiting for local. */
+void	smtpd_sessions_exit(void);
 unsigned smtpd_session_count(void);
 /* "NAME[ADDR]" of the client, for log lines; static buffer. */
 const char *smtpd_session_client(const struct smtpd_session *s);
@@ -239,11 +251,14 @@ void	smtpd_data_input(struct smtpd_session *s, const char *data,
 /* True when the data received so far already failed (size, I/O). */
 bool	smtpd_data_failed(const struct smtpd_session *s);
 /*
- * The message ended.  Either hands the queue file to the commit pool and
- * parks the session (SMTPD_STATE_COMMIT), or replies the error, frees
- * the transaction and returns to SMTPD_STATE_CMD.
+ * The message ended.  Either hands the queue file to local for delivery
+ * at accept (SMTPD_STATE_LOCAL) or to the commit pool
+ * (SMTPD_STATE_COMMIT) and parks the session, or replies the error,
+ * frees the transaction and returns to SMTPD_STATE_CMD.
  */
 void	smtpd_data_end(struct smtpd_session *s);
+/* Log "QID: from=<S>, size=N, nrcpt=K (queue active)" once. */
+void	smtpd_data_log_from(struct smtpd_session *s);
 /* The error reply for a failed transaction (status != OK). */
 const char *smtpd_data_error_reply(const struct smtpd_session *s);
 /* Log a failed transaction as a Postfix-style reject line. */

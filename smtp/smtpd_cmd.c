@@ -19,6 +19,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "limits_pst.h"
+#include "local_client.h"
 #include "log.h"
 #include "smtpd.h"
 #include "str.h"
@@ -115,6 +116,7 @@ smtpd_txn_free(struct smtpd_txn **tp)
 	if (t == NULL)
 		return;
 	*tp = NULL;
+	local_client_cancel(&t->lreq);
 	queue_writer_abort(&t->qw);
 	for (i = 0; i < t->rcpt_count; i++) {
 		free(t->rcpts[i].addr);

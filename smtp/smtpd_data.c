@@ -15,6 +15,13 @@
  * small pool of threads so the event loop never waits for the disk and
  * many sessions' fsyncs proceed concurrently; the session stays parked
  * until the worker reports through an eventfd.  Only then is 250 sent.
+ *
+ * Delivery at accept (local_delivery_at_accept, doc/internals.md): when a
+ * recipient is local, the complete but not yet durable file in tmp/ID is
+ * first handed to local (local_client.h) while the session stays parked.
+ * If local delivered every recipient durably, the file is removed and
+ * 250 sent; otherwise a D record is added for each recipient it delivered
+ * and the file is committed as above, so qmgr does only the rest.
  */
 #include "config.h"
 
@@ -31,7 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "ioloop.h"
+#include "local_client.h"
 #include "log.h"
 #include "queue_file.h"
 #include "smtpd.h"
@@ -504,11 +513,130 @@ smtpd_data_log_reject(struct smtpd_session *s, const char *stage,
 }
 
 void
+smtpd_data_log_from(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (t->from_logged)
+		return;
+	t->from_logged = true;
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
+	    t->qid, t->sender, (unsigned long long)t->msg_size,
+	    t->rcpt_count);
+}
+
+/* ---- delivery at accept ---- */
+
+/* qmgr's routing rule: a local recipient has no domain or one of ours. */
+static bool
+smtpd_data_has_local(const struct smtpd_txn *t)
+{
+	bool local = false;
+	size_t i;
+
+	for (i = 0; i < t->rcpt_count && !local; i++) {
+		char *lp, *domain;
+
+		addr_split(t->rcpts[i].addr, &lp, &domain);
+		local = domain[0] == '\0' || addr_domain_is_local(domain);
+		free(lp);
+		free(domain);
+	}
+	return local;
+}
+
+/* The transaction failed before the queue took the message: 451. */
+static void
+smtpd_data_fail(struct smtpd_session *s, const char *error)
+{
+	struct smtpd_txn *t = s->txn;
+	enum smtpd_stat stat = t->bdat ? SMTPD_STAT_BDAT : SMTPD_STAT_DATA;
+
+	log_warning("%s: queue file write failed: %s", t->qid, error);
+	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	smtpd_session_count_stat(s, stat, false);
+	smtpd_session_reply(s, "451 4.3.0 Error: queue file write error");
+	smtpd_txn_free(&s->txn);
+	s->phase = s->helo != NULL ? SMTPD_PHASE_HELO : SMTPD_PHASE_INIT;
+}
+
+static void
+smtpd_data_commit(struct smtpd_session *s)
+{
+	struct queue_writer *qw = s->txn->qw;
+
+	s->txn->qw = NULL;
+	smtpd_session_enter_state(s, SMTPD_STATE_COMMIT);
+	smtpd_pool_submit(s, qw);
+}
+
+/* local's answer (from the loop; a session that ended cancelled it). */
+static void
+smtpd_data_local_done(void *ctx, const struct local_client_result *res)
+{
+	struct smtpd_session *s = ctx;
+	struct smtpd_txn *t = s->txn;
+	size_t i, nsent = 0;
+
+	t->lreq = NULL;
+	for (i = 0; i < t->rcpt_count; i++) {
+		if (local_client_result_sent(res, i))
+			nsent++;
+	}
+	if (nsent == t->rcpt_count) {
+		/* Every copy is durable in its mailbox: nothing to queue. */
+		queue_writer_abort(&t->qw);
+		log_info("%s: removed", t->qid);
+		t->removed = true;
+		smtpd_session_commit_done(s, 0, NULL);
+		return;
+	}
+	/* The D records are fsynced with the file: qmgr skips those.  A
+	 * write error here makes the commit fail (451). */
+	for (i = 0; i < t->rcpt_count; i++) {
+		char idx[32];
+		int len;
+
+		if (!local_client_result_sent(res, i))
+			continue;
+		len = snprintf(idx, sizeof(idx), "%zu", i);
+		if (queue_writer_add_status(t->qw, 'D', idx, (size_t)len) < 0)
+			break;
+	}
+	smtpd_data_commit(s);
+}
+
+/*
+ * Hand the finished file to local.  Returns false when delivery at
+ * accept does not apply (the caller commits as usual).
+ */
+static bool
+smtpd_data_local(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	const char *error;
+	char *path;
+
+	if (!s->set->local_at_accept || !smtpd_data_has_local(t))
+		return false;
+	if (queue_writer_finish(t->qw, &error) < 0) {
+		smtpd_data_fail(s, error);
+		return true;
+	}
+	smtpd_data_log_from(s);
+	smtpd_session_enter_state(s, SMTPD_STATE_LOCAL);
+	path = xasprintf("tmp/%s", t->qid);
+	t->lreq = local_client_deliver_now(s->set->queue_dir, path,
+	    smtpd_data_local_done, s);
+	free(path);
+	return true;
+}
+
+void
 smtpd_data_end(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
 	enum smtpd_stat stat = t->bdat ? SMTPD_STAT_BDAT : SMTPD_STAT_DATA;
-	struct queue_writer *qw;
 
 	if (t->status == SMTPD_DATA_OK && t->in_headers) {
 		/* Only headers (or nothing): finish the last line. */
@@ -540,8 +668,7 @@ smtpd_data_end(struct smtpd_session *s)
 		return;
 	}
 	t->msg_size = (uint64_t)queue_writer_msg_size(t->qw);
-	qw = t->qw;
-	t->qw = NULL;
-	smtpd_session_enter_state(s, SMTPD_STATE_COMMIT);
-	smtpd_pool_submit(s, qw);
+	if (smtpd_data_local(s))
+		return;
+	smtpd_data_commit(s);
 }

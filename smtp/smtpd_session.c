@@ -6,8 +6,9 @@
  * every complete command already in the input buffer is executed and its
  * reply queued; queued replies are written when the input runs dry, when
  * a command ends a pipeline group, or when the session parks.  While a
- * session is parked (queue commit in a worker thread, error delay) or its
- * output is not drained, its input is not read (DESIGN §12 back-pressure).
+ * session is parked (queue commit in a worker thread, delivery at accept
+ * by local, error delay) or its output is not drained, its input is not
+ * read (DESIGN §12 back-pressure).
  *
  * What commands mean is smtpd_cmd.c's business, what happens to message
  * bytes smtpd_data.c's; this file only moves bytes and keeps time.
@@ -28,6 +29,7 @@
 
 #include "ioloop.h"
 #include "limits_pst.h"
+#include "local_client.h"
 #include "log.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -40,7 +42,7 @@ static unsigned smtpd_nsessions;
 static uint64_t smtpd_next_id = 1;
 
 static const char *const smtpd_state_names[] = {
-	"CMD", "DATA", "BDAT", "COMMIT", "SLEEP", "CLOSE"
+	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "CLOSE"
 };
 
 static const char *const smtpd_stat_names[SMTPD_STAT_COUNT] = {
@@ -151,11 +153,19 @@ smtpd_session_timeout(void *ctx)
 	smtpd_session_done(s);
 }
 
+/* Parked: waiting for us, not for the client (no idle timeout). */
+static bool
+smtpd_state_parked(enum smtpd_state state)
+{
+	return state == SMTPD_STATE_COMMIT || state == SMTPD_STATE_LOCAL ||
+	    state == SMTPD_STATE_SLEEP;
+}
+
 static void
 smtpd_session_arm_timeout(struct smtpd_session *s)
 {
 	timer_remove(&s->timeout);
-	if (s->state != SMTPD_STATE_COMMIT && s->state != SMTPD_STATE_SLEEP)
+	if (!smtpd_state_parked(s->state))
 		s->timeout = timer_add(s->set->timeout_ms,
 		    smtpd_session_timeout, s);
 }
@@ -274,6 +284,26 @@ smtpd_session_update_io(struct smtpd_session *s)
 }
 
 /*
+ * The session ends while local delivers its message at accept: the
+ * client never saw 250 and will send again, so the message is dropped
+ * (copies local already made stay: a duplicate, never a loss).
+ */
+static void
+smtpd_session_drop_local(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+
+	if (t == NULL || t->lreq == NULL)
+		return;
+	local_client_cancel(&t->lreq);
+	smtpd_session_count_stat(s, t->bdat ? SMTPD_STAT_BDAT :
+	    SMTPD_STAT_DATA, false);
+	log_info("%s: session ended during delivery at accept: message "
+	    "dropped, the client will send it again", t->qid);
+	smtpd_txn_free(&s->txn);	/* unlinks tmp/ID */
+}
+
+/*
  * End of every callback that touched s: free a dead session (unless a
  * worker still holds it for a commit), else recompute the I/O interest.
  */
@@ -289,6 +319,7 @@ smtpd_session_done(struct smtpd_session *s)
 			timer_remove(&s->timeout);
 			return;
 		}
+		smtpd_session_drop_local(s);
 		smtpd_session_free(s);
 		return;
 	}
@@ -303,7 +334,7 @@ smtpd_session_enter_state(struct smtpd_session *s, enum smtpd_state state)
 		    (unsigned long long)s->id, smtpd_state_names[s->state],
 		    smtpd_state_names[state]);
 	s->state = state;
-	if (state == SMTPD_STATE_COMMIT || state == SMTPD_STATE_SLEEP)
+	if (smtpd_state_parked(state))
 		timer_remove(&s->timeout);
 	else if (s->timeout == NULL)
 		smtpd_session_arm_timeout(s);
@@ -641,10 +672,9 @@ smtpd_session_commit_done(struct smtpd_session *s, int ret,
 	s->busy++;
 	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
 	if (ret == 0) {
-		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)",
-		    t->qid, t->sender, (unsigned long long)t->msg_size,
-		    t->rcpt_count);
-		queue_notify_qmgr(s->set->queue_dir, t->qid);
+		smtpd_data_log_from(s);
+		if (!t->removed)
+			queue_notify_qmgr(s->set->queue_dir, t->qid);
 		smtpd_session_count_stat(s, stat, true);
 		smtpd_session_reply(s, "250 2.0.0 Ok: queued as %s", t->qid);
 	} else {
@@ -679,6 +709,23 @@ smtpd_sessions_shutdown(void)
 			    "down", s->set->myhostname);
 			smtpd_session_close(s);
 			smtpd_session_done(s);
+		}
+	}
+}
+
+void
+smtpd_sessions_exit(void)
+{
+	struct smtpd_session *s, *next;
+
+	for (s = smtpd_sessions; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == SMTPD_STATE_LOCAL) {
+			smtpd_session_reply(s, "421 4.3.2 %s Service shutting "
+			    "down", s->set->myhostname);
+			smtpd_session_flush(s);
+			smtpd_session_drop_local(s);
+			smtpd_session_free(s);
 		}
 	}
 }

@@ -583,3 +583,82 @@ def test_helo_required_and_smtputf8_off(make_server):
     code, lines = raw.cmd("MAIL FROM:<alice@example.test> SMTPUTF8")
     assert 500 <= code < 600, (code, lines)
     assert raw.cmd("MAIL FROM:<alice@example.test>")[0] == 250
+
+
+# ---------------------------------------------------- delivery at accept
+
+def queue_records(path):
+    """[(type, data)] of a queue file (format in smtp/queue_file.h)."""
+    raw = path.read_bytes()
+    out, pos = [], 0
+    while pos + 5 <= len(raw):
+        n = int.from_bytes(raw[pos + 1:pos + 5], "big")
+        out.append((chr(raw[pos]), raw[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    return out
+
+
+def test_delivery_at_accept_local_user(make_server):
+    """local_delivery_at_accept (the default, set here all the same): the
+    copy is in new/ when 250 arrives, and the message never entered the
+    queue."""
+    srv = make_server(conf="local_delivery_at_accept = yes\n")
+    qid = srv.send("alice@example.test", "demo@example.test",
+                   make_msg("at-accept-plain-20"))
+    # no waiting: it is there as 250 is read
+    files = srv.maildir_files("demo")
+    assert len(files) == 1, files
+    assert files[0].parent.name == "new"
+    assert ".Q%sR0." % qid in files[0].name, files[0].name
+    assert b"at-accept-plain-20" in files[0].read_bytes()
+    assert srv.queue_files() == []
+    assert srv.mailq().out == "Mail queue is empty\n"
+    text = "\n".join(l for l in srv.log().splitlines() if qid in l)
+    assert re.search(r"smtpd\[\d+\]: %s: from=<alice@example\.test>, "
+                     r"size=\d+, nrcpt=1 \(queue active\)" % qid, text), text
+    assert re.search(r"%s: to=<demo@example\.test>, relay=local, .*"
+                     r"status=sent \(delivered to maildir\)" % qid, text), text
+    assert re.search(r"smtpd\[\d+\]: %s: removed" % qid, text), text
+    # qmgr never saw it
+    assert not re.search(r"qmgr\[\d+\]: %s:" % qid, text), text
+
+
+@pytest.mark.parametrize("at_accept", ["yes", "no"])
+def test_delivery_at_accept_local_and_remote(make_server, at_accept):
+    """A local user plus a remote recipient: the local copy is delivered
+    (at accept: already at 250), the remote one stays deferred in the
+    queue; the user sees the same with local_delivery_at_accept = no."""
+    srv = make_server(conf="local_delivery_at_accept = %s\n" % at_accept)
+    subject = "at-accept-mixed-21-" + at_accept
+    qid = srv.send("alice@example.test",
+                   ["demo@example.test", "far@remote.example"],
+                   make_msg(subject))
+    if at_accept == "yes":
+        files = srv.maildir_files("demo")
+        assert len(files) == 1 and files[0].parent.name == "new", files
+        # committed with the local copy marked done
+        path = srv.spool / "incoming" / qid
+        if not path.exists():
+            path = srv.spool / "deferred" / qid
+        recs = queue_records(path)
+        types = [t for t, _ in recs]
+        assert types.index("E") < types.index("D"), types
+        assert ("D", b"0") in recs and ("D", b"1") not in recs, recs
+    srv.wait_token("demo", subject)
+    srv.wait_deferred(qid)
+    srv.wait_log(r"%s: to=<far@remote\.example>.*status=deferred" % qid)
+    out = srv.mailq().out
+    assert re.search(r"^%s\s" % qid, out, re.M), out
+    assert "far@remote.example" in out
+    assert "demo@example.test" not in out
+    assert srv.queue_files(("tmp", "incoming")) == []
+    # exactly one copy, also after qmgr took the message
+    assert len(srv.with_token("demo", subject)) == 1
+    msg = srv.with_token("demo", subject)[0]
+    assert header_values(msg, "Delivered-To") == ["demo@example.test"]
+    sent = srv.log_lines(r"%s: to=<demo@example\.test>.*status=sent" % qid)
+    assert len(sent) == 1, sent
+    # at accept, local logs the delivery; otherwise qmgr does
+    who = "local" if at_accept == "yes" else "qmgr"
+    assert re.search(r"postern/%s\[\d+\]: " % who, sent[0]), sent
+    assert not srv.log_lines(r"%s: removed" % qid)
