@@ -39,6 +39,7 @@
 #include "addr.h"
 #include "admin.h"
 #include "buf.h"
+#include "fdio.h"
 #include "cfg.h"
 #include "limits_pst.h"
 #include "queue_file.h"
@@ -1190,21 +1191,6 @@ out:
 
 /* ---- -bs: an SMTP session on stdin/stdout ---- */
 
-static int
-sm_write_fd(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int
 sm_smtp_session(void)
@@ -1239,7 +1225,7 @@ sm_smtp_session(void)
 				continue;
 			if (n <= 0)
 				break;
-			if (sm_write_fd(STDOUT_FILENO, buf, (size_t)n) < 0)
+			if (fdio_write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
 				break;
 		}
 		if (in_open && nfds > 1 && pfd[1].revents != 0) {
@@ -1249,7 +1235,7 @@ sm_smtp_session(void)
 			if (n <= 0) {
 				in_open = false;
 				(void)shutdown(fd, SHUT_WR);
-			} else if (sm_write_fd(fd, buf, (size_t)n) < 0)
+			} else if (fdio_write_all(fd, buf, (size_t)n) < 0)
 				break;
 		}
 	}

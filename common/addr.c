@@ -51,47 +51,6 @@ addr_is_ldh(unsigned char c)
 	    (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
-/* Well-formed UTF-8 (RFC 3629). */
-static bool
-addr_utf8_valid(const unsigned char *p, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t n, k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			n = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			n = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			n = 3;
-			cp = c & 0x07;
-		} else
-			return false;
-		if (len - i <= n)
-			return false;
-		for (k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
 struct addr_scan {
 	const unsigned char	*p;
 	bool			 utf8;
@@ -300,7 +259,7 @@ done:
 	len = (size_t)(end - start);
 	if (len > MAX_ADDRESS)
 		goto syntax;
-	if (sc.non_ascii && !addr_utf8_valid(start, len))
+	if (sc.non_ascii && !str_utf8_valid((const char *)start, len))
 		goto syntax;
 	while (*sc.p == ' ')
 		sc.p++;

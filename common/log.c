@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "str.h"
 
 static char log_ident[64] = "postern";
 static const char *log_svc = "postern";
@@ -138,4 +139,29 @@ log_escape(char *dst, size_t dstsize, const char *src, size_t srclen)
 	}
 	dst[o] = '\0';
 	return dst;
+}
+
+void
+log_fmt_delay(char *dst, size_t size, double x)
+{
+	size_t len;
+
+	if (x < 0.005) {
+		str_lcpy(dst, "0", size);
+		return;
+	}
+	if (x >= 10)
+		snprintf(dst, size, "%.0f", x);
+	else if (x >= 1)
+		snprintf(dst, size, "%.1f", x);
+	else
+		snprintf(dst, size, "%.2f", x);
+	/* Drop trailing zeros: "0.10" -> "0.1", "2.0" -> "2". */
+	if (strchr(dst, '.') != NULL) {
+		len = strlen(dst);
+		while (len > 0 && dst[len - 1] == '0')
+			dst[--len] = '\0';
+		if (len > 0 && dst[len - 1] == '.')
+			dst[--len] = '\0';
+	}
 }

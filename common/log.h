@@ -35,4 +35,10 @@ void	log_panic(const char *fmt, ...)
  */
 char	*log_escape(char *dst, size_t dstsize, const char *src, size_t srclen);
 
+/*
+ * Postfix's delay notation for "delay=" and "delays=": two significant
+ * digits, at most two decimals, "0" below 10 ms ("0.05", "1.2", "12").
+ */
+void	log_fmt_delay(char *dst, size_t size, double seconds);
+
 #endif

@@ -41,4 +41,7 @@ char	*xtext_decode(const char *s);
  */
 int	str_to_ll(const char *s, long long min, long long max, long long *val_r);
 
+/* Whether s[0..len) is well-formed UTF-8 (RFC 3629). */
+bool	str_utf8_valid(const char *s, size_t len);
+
 #endif

@@ -36,6 +36,7 @@
 #include "cfg_params.h"
 #include "log.h"
 #include "str.h"
+#include "fdio.h"
 #include "userdb.h"
 #include "xmalloc.h"
 
@@ -329,7 +330,7 @@ userdb_fsync_dir(const char *path)
 {
 	char *dir = xstrdup(path);
 	char *slash = strrchr(dir, '/');
-	int fd, rc;
+	int rc;
 
 	if (slash == NULL)
 		str_lcpy(dir, ".", strlen(dir) + 1);
@@ -337,12 +338,8 @@ userdb_fsync_dir(const char *path)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	rc = fdio_fsync_dir(dir);
 	free(dir);
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	(void)close(fd);
 	return rc;
 }
 

@@ -46,6 +46,7 @@
 
 #include "addr.h"
 #include "buf.h"
+#include "fdio.h"
 #include "cfg.h"
 #include "ioloop.h"
 #include "limits_pst.h"
@@ -631,33 +632,6 @@ local_wall(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/*
- * Postfix's delay notation, as qmgr writes it: two significant digits, at
- * most two decimals, "0" below 10 ms.
- */
-static void
-local_fmt_delay(char *dst, size_t size, double x)
-{
-	size_t len;
-
-	if (x < 0.005) {
-		str_lcpy(dst, "0", size);
-		return;
-	}
-	if (x >= 10)
-		snprintf(dst, size, "%.0f", x);
-	else if (x >= 1)
-		snprintf(dst, size, "%.1f", x);
-	else
-		snprintf(dst, size, "%.2f", x);
-	if (strchr(dst, '.') != NULL) {
-		len = strlen(dst);
-		while (len > 0 && dst[len - 1] == '0')
-			dst[--len] = '\0';
-		if (len > 0 && dst[len - 1] == '.')
-			dst[--len] = '\0';
-	}
-}
 
 /*
  * The status line qmgr would have logged for this delivery: delays=a/b/c/d
@@ -687,9 +661,9 @@ local_log_now(const struct local_msg *m, double started, const char *text)
 	}
 	free(orig);
 	log_escape(why, sizeof(why), text, strlen(text));
-	local_fmt_delay(d_all, sizeof(d_all), now - arrival);
-	local_fmt_delay(d_a, sizeof(d_a), started - arrival);
-	local_fmt_delay(d_d, sizeof(d_d), now - started);
+	log_fmt_delay(d_all, sizeof(d_all), now - arrival);
+	log_fmt_delay(d_a, sizeof(d_a), started - arrival);
+	log_fmt_delay(d_d, sizeof(d_d), now - started);
 	log_info("%s: to=<%s>%s, relay=local, delay=%s, delays=%s/0/0/%s, "
 	    "dsn=2.0.0, status=sent (%s)", m->qid, to, orig_to, d_all, d_a,
 	    d_d, why);
@@ -871,21 +845,6 @@ local_worker_refresh(void)
 	local_alias_refresh();
 }
 
-static int
-local_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /* Serve one connection from qmgr; never returns. */
 static void __attribute__((noreturn))
@@ -947,7 +906,7 @@ local_worker(int fd)
 			strv_free(&fl);
 			local_request(path, (size_t)idx, recover, &out);
 		}
-		if (local_write_all(fd, out.data, out.len) < 0)
+		if (fdio_write_all(fd, out.data, out.len) < 0)
 			_exit(0);	/* qmgr went away */
 		free(path);
 		free(flags);

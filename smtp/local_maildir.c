@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "cfg.h"
 #include "local.h"
 #include "log.h"
@@ -58,18 +59,6 @@ local_mkdirs(const char *dir)
 	return mkdir(dir, 0700) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-static int
-local_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	close(fd);
-	return ret;
-}
 
 /* Whether dir/sub holds a file whose name starts with prefix. */
 static bool
@@ -114,21 +103,6 @@ local_maildir_host(const char *host)
 	return buf_steal(&b);
 }
 
-static int
-local_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 /*
  * Copy len bytes of the queue file from offset to out: copy_file_range,
@@ -167,7 +141,7 @@ local_copy_range(int in, off_t offset, off_t len, int out)
 			if (want > LOCAL_IO_CHUNK)
 				want = LOCAL_IO_CHUNK;
 			n = pread(in, chunk, want, pos);
-			if (n > 0 && local_write_all(out, chunk, (size_t)n) < 0)
+			if (n > 0 && fdio_write_all(out, chunk, (size_t)n) < 0)
 				n = -1;
 		}
 		if (n < 0 && errno == EINTR)
@@ -264,7 +238,7 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 		local_result_errno(r, errno, "create maildir file");
 		goto out;
 	}
-	if (local_write_all(fd, hdr, hlen) < 0 ||
+	if (fdio_write_all(fd, hdr, hlen) < 0 ||
 	    local_copy_range(m->fd, m->qm.msg_offset, m->qm.msg_size, fd) < 0 ||
 	    fsync(fd) < 0) {
 		int e = errno;
@@ -304,7 +278,7 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 	}
 	free(sub);
 	sub = xasprintf("%s/new", base);
-	if (local_fsync_dir(sub) < 0) {
+	if (fdio_fsync_dir(sub) < 0) {
 		/* The copy may not survive a power loss: try again later,
 		 * the recover check prevents a duplicate. */
 		local_result_errno(r, errno, "fsync maildir new/");

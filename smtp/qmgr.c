@@ -176,34 +176,6 @@ qmgr_wall(void)
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/*
- * Postfix's delay notation: two significant digits, at most two decimals,
- * "0" below 10 ms ("delay=0.05, delays=0.01/0/0/0.04").
- */
-static void
-qmgr_fmt_delay(char *dst, size_t size, double x)
-{
-	size_t len;
-
-	if (x < 0.005) {
-		str_lcpy(dst, "0", size);
-		return;
-	}
-	if (x >= 10)
-		snprintf(dst, size, "%.0f", x);
-	else if (x >= 1)
-		snprintf(dst, size, "%.1f", x);
-	else
-		snprintf(dst, size, "%.2f", x);
-	/* Drop trailing zeros: "0.10" -> "0.1", "2.0" -> "2". */
-	if (strchr(dst, '.') != NULL) {
-		len = strlen(dst);
-		while (len > 0 && dst[len - 1] == '0')
-			dst[--len] = '\0';
-		if (len > 0 && dst[len - 1] == '.')
-			dst[--len] = '\0';
-	}
-}
 
 /* A one-line reason: controls become spaces, clipped. */
 static char *
@@ -524,13 +496,13 @@ qmgr_log_rcpt(const struct qmgr_msg *m, size_t idx, const char *relay,
 	 * Postfix's delays=a/b/c/d: before the queue manager, in the queue
 	 * manager, connection setup, transmission.
 	 */
-	qmgr_fmt_delay(d_all, sizeof(d_all), now - arrival);
-	qmgr_fmt_delay(d_a, sizeof(d_a), m->active_at - arrival);
+	log_fmt_delay(d_all, sizeof(d_all), now - arrival);
+	log_fmt_delay(d_a, sizeof(d_a), m->active_at - arrival);
 	if (sent_at > 0) {
-		qmgr_fmt_delay(d_b, sizeof(d_b), sent_at - m->active_at);
-		qmgr_fmt_delay(d_d, sizeof(d_d), now - sent_at);
+		log_fmt_delay(d_b, sizeof(d_b), sent_at - m->active_at);
+		log_fmt_delay(d_d, sizeof(d_d), now - sent_at);
 	} else {
-		qmgr_fmt_delay(d_b, sizeof(d_b), now - m->active_at);
+		log_fmt_delay(d_b, sizeof(d_b), now - m->active_at);
 		str_lcpy(d_d, "0", sizeof(d_d));
 	}
 	log_info("%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, "

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "queue_file.h"
 #include "str.h"
 #include "xmalloc.h"
@@ -276,18 +277,6 @@ queue_writer_msg_size(const struct queue_writer *w)
 	return w->msg_size;
 }
 
-static int
-fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int ret;
-
-	if (fd < 0)
-		return -1;
-	ret = fsync(fd);
-	close(fd);
-	return ret;
-}
 
 /* Write E, flush, patch the message length: complete, not durable. */
 static int
@@ -372,7 +361,7 @@ queue_writer_commit(struct queue_writer **wp, const char **error_r)
 	}
 	/* DESIGN §3: the directory entry must be durable before 250. */
 	dir = xasprintf("%s/incoming", w->queue_dir);
-	if (fsync_dir(dir) < 0) {
+	if (fdio_fsync_dir(dir) < 0) {
 		*error_r = qf_error("fsync %s", dir, errno);
 		/* The file is complete; leaving it is safer than deleting an
 		 * entry that may already be durable.  Report failure: the

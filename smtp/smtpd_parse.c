@@ -10,6 +10,7 @@
 
 #include "limits_pst.h"
 #include "smtpd_parse.h"
+#include "str.h"
 
 /* ---- command lines ---- */
 
@@ -78,7 +79,7 @@ smtpd_command_parse(char *line, size_t len, struct smtpd_command *cmd)
 			cmd->eight_bit = true;
 			break;
 		}
-	cmd->utf8_valid = !cmd->eight_bit || smtpd_utf8_valid(line, len);
+	cmd->utf8_valid = !cmd->eight_bit || str_utf8_valid(line, len);
 
 	/* Leading white space is tolerated, as Postfix does. */
 	i = 0;
@@ -224,46 +225,6 @@ smtpd_parse_number(const char *s, uint64_t max, uint64_t *val_r)
 	return 0;
 }
 
-bool
-smtpd_utf8_valid(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t n, k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			n = 1;
-			cp = c & 0x1F;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			n = 2;
-			cp = c & 0x0F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			n = 3;
-			cp = c & 0x07;
-		} else
-			return false;
-		if (len - i <= n)
-			return false;
-		for (k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
 
 /* ---- DATA decoder ---- */
 

@@ -96,8 +96,6 @@ bool	smtpd_xtext_valid(const char *s);
 /* Whole string of decimal digits, no overflow, <= max.  0 or -1. */
 int	smtpd_parse_number(const char *s, uint64_t max, uint64_t *val_r);
 
-/* Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF) */
-bool	smtpd_utf8_valid(const char *s, size_t len);
 
 /* ---- DATA decoder ---- */
 

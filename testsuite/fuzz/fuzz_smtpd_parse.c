@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "fuzz_stubs.h"
 #include "smtpd_parse.h"
+#include "str.h"
 #include "xmalloc.h"
 
 #define MAX_FUZZ_SMTPD_INPUT	(16 * 1024)
@@ -41,7 +42,7 @@ fuzz_smtpd_command(const char *line, size_t len)
 	uint64_t v;
 	int n, i;
 
-	(void)smtpd_utf8_valid(line, len);
+	(void)str_utf8_valid(line, len);
 	if (smtpd_header_name(line, len, &name_len) && name_len > len)
 		fuzz_smtpd_fail("header name longer than the line", 0);
 	/* The line may hold NUL bytes: copy all len of them. */

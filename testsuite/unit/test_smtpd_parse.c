@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "limits_pst.h"
 #include "smtpd_parse.h"
+#include "str.h"
 #include "test.h"
 
 /* ---- command lines ---- */
@@ -257,16 +258,16 @@ test_params(void)
 	test_end();
 
 	test_begin("params: UTF-8 validation");
-	test_assert(smtpd_utf8_valid("abc", 3));
-	test_assert(smtpd_utf8_valid("\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80",
+	test_assert(str_utf8_valid("abc", 3));
+	test_assert(str_utf8_valid("\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80",
 	    9));
 	/* overlong forms, a surrogate, above U+10FFFF, truncated */
-	test_assert(!smtpd_utf8_valid("\xc0\xaf", 2));
-	test_assert(!smtpd_utf8_valid("\xe0\x80\xaf", 3));
-	test_assert(!smtpd_utf8_valid("\xed\xa0\x80", 3));
-	test_assert(!smtpd_utf8_valid("\xf4\x90\x80\x80", 4));
-	test_assert(!smtpd_utf8_valid("\xc3", 1));
-	test_assert(!smtpd_utf8_valid("\x80", 1));
+	test_assert(!str_utf8_valid("\xc0\xaf", 2));
+	test_assert(!str_utf8_valid("\xe0\x80\xaf", 3));
+	test_assert(!str_utf8_valid("\xed\xa0\x80", 3));
+	test_assert(!str_utf8_valid("\xf4\x90\x80\x80", 4));
+	test_assert(!str_utf8_valid("\xc3", 1));
+	test_assert(!str_utf8_valid("\x80", 1));
 	test_end();
 }
 
