@@ -219,8 +219,9 @@ queue_list_print(FILE *out, const char *queue_dir,
 	if (count == 0)
 		fprintf(out, "Mail queue is empty\n");
 	else
+		/* Rounded up, as Postfix's showq does: never "0 Kbytes". */
 		fprintf(out, "\n-- %llu Kbytes in %lu Request%s.\n",
-		    total / 1024, count, count == 1 ? "" : "s");
+		    (total + 1023) / 1024, count, count == 1 ? "" : "s");
 	return (int)(count > INT_MAX ? INT_MAX : count);
 }
 
