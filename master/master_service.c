@@ -52,7 +52,7 @@ struct master_service {
 };
 
 static const char *const smtpd_listen_services[] = {
-	"smtp", "submission", NULL
+	"smtp", "submission", "smtps", NULL
 };
 
 /* Start order: the delivery side first, so mail never waits for it. */

@@ -44,6 +44,7 @@
 #include "master.h"
 #include "queue_file.h"
 #include "str.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 struct master_state master;
@@ -61,7 +62,7 @@ struct master_listen_param {
 static struct master_listen_param master_listen_params[] = {
 	{ "smtp_listen",	"smtp",		true,	false,	false },
 	{ "submission_listen",	"submission",	true,	false,	false },
-	{ "smtps_listen",	"smtps",	false,	false,	false },
+	{ "smtps_listen",	"smtps",	true,	false,	false },
 	{ "pop3_listen",	"pop3",		false,	false,	false },
 	{ "pop3s_listen",	"pop3s",	false,	false,	false },
 	{ "imap_listen",	"imap",		false,	false,	false },
@@ -187,6 +188,52 @@ master_make_dirs(void)
 	    (uid_t)-1, master.root_mode ? master.run_gid : (gid_t)-1,
 	    &error) < 0)
 		master_fatal("queue_directory %s: %s", qdir, error);
+}
+
+/*
+ * TLS is wanted (ssl != no, smtpd_tls_security_level != none) but no
+ * certificate is configured: make a self-signed one for $myhostname in
+ * $data_directory/ssl at the first start (DESIGN §8).  smtpd finds it
+ * there by the same rule.  In root mode the key goes to run_user, whom
+ * smtpd runs as.  A failure only costs TLS, so it is a warning.
+ */
+static void
+master_make_cert(void)
+{
+	const char *level = cfg_get("smtpd_tls_security_level");
+	const char *host = cfg_get("myhostname");
+	const char *error = NULL;
+	char *dir, *cert, *key;
+
+	if (strcmp(cfg_get("ssl"), "no") == 0 && *level == '\0')
+		return;
+	if (strcmp(level, "none") == 0 ||
+	    *cfg_get("smtpd_tls_cert_file") != '\0' ||
+	    *cfg_get("ssl_cert") != '\0')
+		return;
+	dir = xasprintf("%s/ssl", master.data_dir);
+	cert = xasprintf("%s/postern.crt", dir);
+	key = xasprintf("%s/postern.key", dir);
+	if (access(cert, F_OK) == 0 && access(key, F_OK) == 0)
+		;	/* made at an earlier start */
+	else if (master_mkdirs(dir, 0755) < 0)
+		log_warning("cannot create %s: %s; no TLS", dir,
+		    strerror(errno));
+	else if (tls_make_self_signed(cert, key, host, &error) < 0)
+		log_warning("cannot create a self-signed certificate for %s "
+		    "in %s: %s; no TLS", host, dir,
+		    error != NULL ? error : "?");
+	else
+		log_info("created a self-signed certificate for %s in %s",
+		    host, cert);
+	if (master.root_mode && access(key, F_OK) == 0 &&
+	    (chown(key, master.run_uid, master.run_gid) < 0 ||
+	    chmod(key, 0600) < 0))
+		log_warning("%s: cannot give it to %s: %s", key,
+		    master.run_user, strerror(errno));
+	free(dir);
+	free(cert);
+	free(key);
 }
 
 /*
@@ -953,6 +1000,9 @@ main(int argc, char *argv[])
 		master_fatal("%s", error);
 	ioloop_init();
 	master_listeners_open();
+	/* After the listeners: a bind error stays the only line of a
+	 * failed start. */
+	master_make_cert();
 
 	if (!master.foreground)
 		ready_fd = master_daemonize();

@@ -45,6 +45,7 @@
 struct smtpd_listener {
 	int		 fd;
 	bool		 local;		/* public/pickup */
+	bool		 smtps;		/* implicit TLS (RFC 8314) */
 	struct io	*io;
 	struct timer	*pause;		/* accepting paused (EMFILE) */
 };
@@ -58,6 +59,54 @@ static bool smtpd_stopping;
 static uint64_t smtpd_stop_deadline;
 
 /* ---- settings ---- */
+
+/*
+ * TLS for the sessions of these settings (DESIGN §8).  The certificate:
+ * smtpd_tls_cert_file/key_file, else Dovecot's ssl_cert/ssl_key, else
+ * the self-signed pair posternd made in data_directory.  The level:
+ * smtpd_tls_security_level when set, else none for ssl = no, else may.
+ */
+static void
+smtpd_settings_tls(struct smtpd_settings *set)
+{
+	const char *level = cfg_get("smtpd_tls_security_level");
+	const char *cert = cfg_get("smtpd_tls_cert_file");
+	const char *key = cfg_get("smtpd_tls_key_file");
+	const char *error = NULL;
+	char *dcert = NULL, *dkey = NULL;
+
+	if (strcmp(level, "none") == 0)
+		set->tls_level = SMTPD_TLS_NONE;
+	else if (strcmp(level, "encrypt") == 0)
+		set->tls_level = SMTPD_TLS_ENCRYPT;
+	else if (strcmp(level, "may") == 0)
+		set->tls_level = SMTPD_TLS_MAY;
+	else
+		set->tls_level = strcmp(cfg_get("ssl"), "no") == 0 ?
+		    SMTPD_TLS_NONE : SMTPD_TLS_MAY;
+	if (set->tls_level == SMTPD_TLS_NONE)
+		return;
+	if (*cert == '\0') {
+		cert = cfg_get("ssl_cert");
+		key = cfg_get("ssl_key");
+	}
+	if (*cert == '\0') {
+		const char *dir = cfg_get("data_directory");
+
+		dcert = xasprintf("%s/%s", dir, SMTPD_TLS_DEFAULT_CERT);
+		dkey = xasprintf("%s/%s", dir, SMTPD_TLS_DEFAULT_KEY);
+		cert = dcert;
+		key = dkey;
+	}
+	if (*key == '\0')
+		key = cert;	/* Postfix: the key may be in the cert file */
+	set->tls_ctx = tls_server_ctx_new(cert, key, &error);
+	if (set->tls_ctx == NULL)
+		log_warning("TLS unavailable: %s", error != NULL ? error :
+		    "cannot load the certificate");
+	free(dcert);
+	free(dkey);
+}
 
 static struct smtpd_settings *
 smtpd_settings_load(void)
@@ -99,6 +148,7 @@ smtpd_settings_load(void)
 		set->mynetworks = xcalloc(1, sizeof(*set->mynetworks));
 	}
 	set->lrm = smtpd_check_lrm_new();
+	smtpd_settings_tls(set);
 	return set;
 }
 
@@ -125,6 +175,7 @@ smtpd_settings_unref(struct smtpd_settings **setp)
 	free(set->queue_dir);
 	free(set->mynetworks);
 	smtpd_check_lrm_free(&set->lrm);
+	tls_server_ctx_free(&set->tls_ctx);
 	free(set);
 }
 
@@ -167,12 +218,12 @@ smtpd_accept(int fd, int events, void *ctx)
 				log_warning("accept: %m");
 			return;
 		}
-		smtpd_session_new(c, l->local);
+		smtpd_session_new(c, l->local, l->smtps);
 	}
 }
 
 static void
-smtpd_listener_add(int fd, bool local)
+smtpd_listener_add(int fd, bool local, bool smtps)
 {
 	struct smtpd_listener *l;
 	int flags = fcntl(fd, F_GETFL);
@@ -186,6 +237,7 @@ smtpd_listener_add(int fd, bool local)
 	memset(l, 0, sizeof(*l));
 	l->fd = fd;
 	l->local = local;
+	l->smtps = smtps;
 }
 
 /* POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." with ADDR "[v6]" or v4. */
@@ -215,13 +267,13 @@ smtpd_listen_env(void)
 		if (str_to_ll(item, 0, 65535, &fd) < 0)
 			goto bad;
 		if (strcmp(svc, "smtp") != 0 &&
-		    strcmp(svc, "submission") != 0) {
-			/* smtps and friends come with TLS, later. */
+		    strcmp(svc, "submission") != 0 &&
+		    strcmp(svc, "smtps") != 0) {
 			log_warning("POSTERN_LISTEN: service %s not supported "
 			    "here, ignoring fd %lld", svc, fd);
 			continue;
 		}
-		smtpd_listener_add((int)fd, false);
+		smtpd_listener_add((int)fd, false, strcmp(svc, "smtps") == 0);
 		continue;
 bad:
 		log_fatal("bad POSTERN_LISTEN element: %s", items[i]);
@@ -255,7 +307,7 @@ smtpd_listen_pickup(void)
 		close(fd);
 		return;
 	}
-	smtpd_listener_add(fd, true);
+	smtpd_listener_add(fd, true, false);
 }
 
 static void

@@ -25,6 +25,7 @@
 #include "netaddr.h"
 #include "queue_file.h"
 #include "smtpd_parse.h"
+#include "tls.h"
 
 /* Sessions one smtpd process serves at once; more get 421 at connect. */
 #define SMTPD_MAX_SESSIONS	4096
@@ -63,7 +64,19 @@ struct smtpd_settings {
 	struct netaddr	*mynetworks;	/* terminated by family 0 */
 	/* local_recipient_maps, see smtpd_check.c */
 	struct smtpd_lrm *lrm;
+	/* TLS (DESIGN §8): NULL when no certificate is usable */
+	struct tls_server_ctx *tls_ctx;
+	int		 tls_level;	/* SMTPD_TLS_* */
 };
+
+/* smtpd_tls_security_level (Dovecot's ssl = no maps to NONE). */
+#define SMTPD_TLS_NONE		0
+#define SMTPD_TLS_MAY		1
+#define SMTPD_TLS_ENCRYPT	2
+
+/* The self-signed pair posternd creates when no certificate is set. */
+#define SMTPD_TLS_DEFAULT_CERT	"ssl/postern.crt"	/* in data_directory */
+#define SMTPD_TLS_DEFAULT_KEY	"ssl/postern.key"
 
 struct smtpd_settings *smtpd_settings_get(void);	/* adds a ref */
 void	smtpd_settings_unref(struct smtpd_settings **set);
@@ -78,6 +91,7 @@ enum smtpd_state {
 	SMTPD_STATE_COMMIT,	/* parked: queue file commit in a worker */
 	SMTPD_STATE_LOCAL,	/* parked: local delivers at accept */
 	SMTPD_STATE_SLEEP,	/* parked: error delay before the reply */
+	SMTPD_STATE_TLS,	/* 220 to STARTTLS going out, then handshake */
 	SMTPD_STATE_CLOSE	/* flushing the last replies, then close */
 };
 
@@ -93,7 +107,8 @@ enum smtpd_stat {
 	SMTPD_STAT_EHLO = 0, SMTPD_STAT_HELO, SMTPD_STAT_MAIL,
 	SMTPD_STAT_RCPT, SMTPD_STAT_BDAT, SMTPD_STAT_DATA, SMTPD_STAT_RSET,
 	SMTPD_STAT_NOOP, SMTPD_STAT_VRFY, SMTPD_STAT_EXPN, SMTPD_STAT_HELP,
-	SMTPD_STAT_ETRN, SMTPD_STAT_QUIT, SMTPD_STAT_UNKNOWN,
+	SMTPD_STAT_ETRN, SMTPD_STAT_QUIT, SMTPD_STAT_STARTTLS,
+	SMTPD_STAT_UNKNOWN,
 	SMTPD_STAT_COUNT
 };
 
@@ -175,6 +190,13 @@ struct smtpd_session {
 	char		*helo;
 	bool		 esmtp;
 
+	/* TLS: s->tls is set from the start of the handshake on */
+	struct tls_conn	*tls;
+	bool		 smtps;		/* implicit TLS listener (RFC 8314) */
+	int		 tls_rwant;	/* event a TLS read waits for, or 0 */
+	int		 tls_wwant;	/* event a TLS write waits for, or 0 */
+	struct timer	*pending_timer;	/* OpenSSL holds unread input */
+
 	/* protocol */
 	struct smtpd_txn *txn;
 	unsigned	 errors;
@@ -198,8 +220,20 @@ struct smtpd_session {
 };
 
 /* smtpd_session.c */
-/* Start a session on an accepted socket (greeting sent from here). */
-void	smtpd_session_new(int fd, bool local);
+/*
+ * Start a session on an accepted socket (greeting sent from here; after
+ * the TLS handshake when smtps).
+ */
+void	smtpd_session_new(int fd, bool local, bool smtps);
+/*
+ * STARTTLS accepted (its 220 queued): drop the input pipelined after it
+ * (RFC 3207 §4.2, DESIGN §8), send the 220, then do the handshake.
+ */
+void	smtpd_session_starttls(struct smtpd_session *s);
+/* The session runs over an established TLS connection. */
+bool	smtpd_session_tls_active(const struct smtpd_session *s);
+/* "TLSv1.3 with cipher ..." or NULL without TLS. */
+const char *smtpd_session_tls_info(const struct smtpd_session *s);
 /* Queue one reply line "CODE TEXT" (CRLF added); counts 4xx/5xx errors. */
 void	smtpd_session_reply(struct smtpd_session *s, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -70,6 +70,8 @@ static void	smtpd_cmd_help(struct smtpd_session *,
 	    struct smtpd_command *);
 static void	smtpd_cmd_etrn(struct smtpd_session *,
 	    struct smtpd_command *);
+static void	smtpd_cmd_starttls(struct smtpd_session *,
+	    struct smtpd_command *);
 
 #define P_ANY	SMTPD_PHASE_ANY
 #define P_NOTX	(SMTPD_PHASE_INIT | SMTPD_PHASE_HELO)
@@ -92,6 +94,7 @@ static const struct smtpd_cmd smtpd_cmds[] = {
 	{ "EXPN", P_ANY, 0, SMTPD_STAT_EXPN, smtpd_cmd_expn },
 	{ "HELP", P_ANY, 0, SMTPD_STAT_HELP, smtpd_cmd_help },
 	{ "ETRN", P_ANY, 0, SMTPD_STAT_ETRN, smtpd_cmd_etrn },
+	{ "STARTTLS", P_ANY, 0, SMTPD_STAT_STARTTLS, smtpd_cmd_starttls },
 };
 
 /* ---- transaction ---- */
@@ -167,6 +170,14 @@ smtpd_hello(struct smtpd_session *s, struct smtpd_command *cmd,
 	return true;
 }
 
+/* STARTTLS is offered: a certificate, TLS wanted, not yet in TLS. */
+static bool
+smtpd_cmd_tls_offered(const struct smtpd_session *s)
+{
+	return s->set->tls_ctx != NULL && s->set->tls_level != SMTPD_TLS_NONE &&
+	    s->tls == NULL && !s->local;
+}
+
 static void
 smtpd_cmd_helo(struct smtpd_session *s, struct smtpd_command *cmd)
 {
@@ -197,6 +208,8 @@ smtpd_cmd_ehlo(struct smtpd_session *s, struct smtpd_command *cmd)
 	buf_append_str(&r, "250-ENHANCEDSTATUSCODES\r\n");
 	buf_append_str(&r, "250-8BITMIME\r\n");
 	buf_append_str(&r, "250-DSN\r\n");
+	if (smtpd_cmd_tls_offered(s))
+		buf_append_str(&r, "250-STARTTLS\r\n");
 	if (s->set->smtputf8)
 		buf_append_str(&r, "250-SMTPUTF8\r\n");
 	buf_append_str(&r, "250 CHUNKING\r\n");
@@ -236,6 +249,13 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 	struct buf f;
 	int i, n;
 
+	if (s->set->tls_level == SMTPD_TLS_ENCRYPT && !s->local &&
+	    !smtpd_session_tls_active(s)) {
+		/* smtpd_tls_security_level = encrypt (RFC 3207 §4) */
+		smtpd_session_reply(s, "530 5.7.0 Must issue a STARTTLS "
+		    "command first");
+		return;
+	}
 	path = smtpd_parse_path_keyword(cmd->args, "FROM");
 	if (path == NULL) {
 		smtpd_session_reply(s, "501 5.5.4 Syntax: MAIL "
@@ -699,6 +719,33 @@ smtpd_cmd_etrn(struct smtpd_session *s, struct smtpd_command *cmd)
 {
 	(void)cmd;
 	smtpd_session_reply(s, "502 5.5.1 Error: command not implemented");
+}
+
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static void
+smtpd_cmd_starttls(struct smtpd_session *s, struct smtpd_command *cmd)
+{
+	if (s->tls != NULL) {
+		smtpd_session_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (cmd->args[0] != '\0') {
+		smtpd_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (!smtpd_cmd_tls_offered(s)) {
+		smtpd_session_reply(s, "502 5.5.1 Error: command not "
+		    "implemented");
+		return;
+	}
+	if (s->txn != NULL) {
+		smtpd_session_reply(s, "503 5.5.1 Error: MAIL transaction in "
+		    "progress");
+		return;
+	}
+	smtpd_session_reply(s, "220 2.0.0 Ready to start TLS");
+	smtpd_session_starttls(s);
 }
 
 /* ---- dispatch ---- */

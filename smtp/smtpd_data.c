@@ -249,10 +249,15 @@ smtpd_data_received(struct smtpd_session *s, struct buf *b)
 		    (long)s->uid, t->qid, date);
 		return;
 	}
-	buf_printf(b, "Received: from %s (%s [%s])\n"
-	    "\tby %s (%s) with %s id %s", s->helo != NULL ? s->helo : s->name,
-	    s->name, s->rfc_addr, s->set->myhostname, s->set->mail_name,
-	    smtpd_session_proto(s), t->qid);
+	buf_printf(b, "Received: from %s (%s [%s])\n",
+	    s->helo != NULL ? s->helo : s->name, s->name, s->rfc_addr);
+	/* Like Postfix's smtpd_tls_received_header. */
+	if (smtpd_session_tls_info(s) != NULL)
+		buf_printf(b, "\t(using %s)\n"
+		    "\t(No client certificate requested)\n",
+		    smtpd_session_tls_info(s));
+	buf_printf(b, "\tby %s (%s) with %s id %s", s->set->myhostname,
+	    s->set->mail_name, smtpd_session_proto(s), t->qid);
 	if (t->rcpt_count == 1)
 		buf_printf(b, "\n\tfor <%s>", t->rcpts[0].addr);
 	buf_printf(b, "; %s\n", date);

@@ -42,17 +42,18 @@ static unsigned smtpd_nsessions;
 static uint64_t smtpd_next_id = 1;
 
 static const char *const smtpd_state_names[] = {
-	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "CLOSE"
+	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "CLOSE", "TLS"
 };
 
 static const char *const smtpd_stat_names[SMTPD_STAT_COUNT] = {
 	"ehlo", "helo", "mail", "rcpt", "bdat", "data", "rset", "noop",
-	"vrfy", "expn", "help", "etrn", "quit", "unknown"
+	"vrfy", "expn", "help", "etrn", "quit", "starttls", "unknown"
 };
 
 static void	smtpd_session_io(int fd, int events, void *ctx);
 static void	smtpd_session_process(struct smtpd_session *s);
 static void	smtpd_session_done(struct smtpd_session *s);
+static void	smtpd_session_handshake(struct smtpd_session *s);
 
 /* ---- identity ---- */
 
@@ -68,12 +69,29 @@ smtpd_session_client(const struct smtpd_session *s)
 const char *
 smtpd_session_proto(const struct smtpd_session *s)
 {
+	bool tls = smtpd_session_tls_active(s);
+
 	if (s->local)
 		return "LOCAL";
-	/* RFC 6531 §3.7.3 and its IANA registry: UTF8SMTP for ESMTP. */
+	/* RFC 6531 §3.7.3 and its IANA registry: UTF8SMTP for ESMTP;
+	 * RFC 3848: ESMTPS with TLS. */
 	if (s->txn != NULL && s->txn->smtputf8)
-		return "UTF8SMTP";
-	return s->esmtp ? "ESMTP" : "SMTP";
+		return tls ? "UTF8SMTPS" : "UTF8SMTP";
+	if (!s->esmtp)
+		return "SMTP";
+	return tls ? "ESMTPS" : "ESMTP";
+}
+
+bool
+smtpd_session_tls_active(const struct smtpd_session *s)
+{
+	return s->tls != NULL && tls_conn_is_established(s->tls);
+}
+
+const char *
+smtpd_session_tls_info(const struct smtpd_session *s)
+{
+	return smtpd_session_tls_active(s) ? tls_conn_info(s->tls) : NULL;
 }
 
 static void
@@ -144,6 +162,15 @@ smtpd_session_timeout(void *ctx)
 	struct smtpd_session *s = ctx;
 
 	s->timeout = NULL;
+	if (s->state == SMTPD_STATE_TLS) {
+		/* No plaintext reply inside a half-done handshake. */
+		log_info("timeout during TLS handshake from %s",
+		    smtpd_session_client(s));
+		buf_reset(&s->out);
+		s->dead = true;
+		smtpd_session_done(s);
+		return;
+	}
 	log_info("timeout after %s from %s", s->last_cmd,
 	    smtpd_session_client(s));
 	smtpd_session_reply(s, "421 4.4.2 %s Error: timeout exceeded",
@@ -171,13 +198,14 @@ smtpd_session_arm_timeout(struct smtpd_session *s)
 }
 
 void
-smtpd_session_new(int fd, bool local)
+smtpd_session_new(int fd, bool local, bool smtps)
 {
 	struct smtpd_session *s = xcalloc(1, sizeof(*s));
 
 	s->id = smtpd_next_id++;
 	s->fd = fd;
 	s->local = local;
+	s->smtps = smtps;
 	s->set = smtpd_settings_get();
 	s->phase = SMTPD_PHASE_INIT;
 	s->last_cmd = "CONNECT";
@@ -204,6 +232,15 @@ smtpd_session_new(int fd, bool local)
 		smtpd_session_reply(s, "421 4.3.2 %s Service temporarily "
 		    "unavailable", s->set->myhostname);
 		smtpd_session_close(s);
+	} else if (smtps && s->set->tls_ctx == NULL) {
+		log_warning("smtps connection from %s: no usable certificate",
+		    smtpd_session_client(s));
+		s->dead = true;
+	} else if (smtps) {
+		/* RFC 8314 §3.3: the handshake comes first. */
+		s->tls = tls_conn_new(s->set->tls_ctx, fd);
+		smtpd_session_enter_state(s, SMTPD_STATE_TLS);
+		smtpd_session_handshake(s);
 	} else {
 		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
 		smtpd_session_enter_state(s, SMTPD_STATE_CMD);
@@ -246,6 +283,8 @@ smtpd_session_free(struct smtpd_session *s)
 {
 	smtpd_session_log_disconnect(s);
 	io_remove(&s->io);
+	timer_remove(&s->pending_timer);
+	tls_conn_free(&s->tls);
 	if (s->fd >= 0)
 		close(s->fd);
 	timer_remove(&s->timeout);
@@ -269,17 +308,48 @@ smtpd_session_free(struct smtpd_session *s)
 	free(s);
 }
 
+/* The session wants client input now. */
+static bool
+smtpd_session_wants_input(const struct smtpd_session *s)
+{
+	return (s->state == SMTPD_STATE_CMD || s->state == SMTPD_STATE_DATA ||
+	    s->state == SMTPD_STATE_BDAT) && !s->eof && !s->dead &&
+	    s->out.len < SMTPD_OUT_HIGH && s->in.len < s->in.max;
+}
+
+static void
+smtpd_session_pending(void *ctx)
+{
+	struct smtpd_session *s = ctx;
+
+	s->pending_timer = NULL;
+	smtpd_session_io(s->fd, IOLOOP_READ, s);
+}
+
 static void
 smtpd_session_update_io(struct smtpd_session *s)
 {
 	int ev = 0;
 
-	if ((s->state == SMTPD_STATE_CMD || s->state == SMTPD_STATE_DATA ||
-	    s->state == SMTPD_STATE_BDAT) && !s->eof &&
-	    s->out.len < SMTPD_OUT_HIGH && s->in.len < s->in.max)
-		ev |= IOLOOP_READ;
+	if (s->state == SMTPD_STATE_TLS && s->tls != NULL) {
+		/* Handshake: OpenSSL says what it waits for. */
+		ev = tls_conn_want(s->tls);
+		io_set_events(s->io, ev != 0 ? ev : IOLOOP_READ);
+		return;
+	}
+	if (smtpd_session_wants_input(s)) {
+		ev |= s->tls != NULL && s->tls_rwant != 0 ? s->tls_rwant :
+		    IOLOOP_READ;
+		/* Records OpenSSL already took from the socket are
+		 * invisible to epoll: come back for them from the loop. */
+		if (s->tls != NULL && tls_conn_pending(s->tls) > 0 &&
+		    s->pending_timer == NULL)
+			s->pending_timer = timer_add(0, smtpd_session_pending,
+			    s);
+	}
 	if (s->out.len > 0)
-		ev |= IOLOOP_WRITE;
+		ev |= s->tls != NULL && s->tls_wwant != 0 ? s->tls_wwant :
+		    IOLOOP_WRITE;
 	io_set_events(s->io, ev);
 }
 
@@ -407,10 +477,20 @@ smtpd_session_flush(struct smtpd_session *s)
 
 	if (s->dead)
 		return;
+	if (s->state == SMTPD_STATE_TLS && s->tls != NULL)
+		return;		/* handshake under way: nothing to say */
 	while (off < s->out.len) {
-		ssize_t n = send(s->fd, s->out.data + off, s->out.len - off,
-		    MSG_NOSIGNAL);
+		ssize_t n;
 
+		if (s->tls != NULL) {
+			s->tls_wwant = 0;
+			n = tls_conn_write(s->tls, s->out.data + off,
+			    s->out.len - off);
+			if (n < 0 && errno == EAGAIN)
+				s->tls_wwant = tls_conn_want(s->tls);
+		} else
+			n = send(s->fd, s->out.data + off, s->out.len - off,
+			    MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -429,6 +509,59 @@ smtpd_session_flush(struct smtpd_session *s)
 	}
 	if (s->out.len == 0 && s->state == SMTPD_STATE_CLOSE)
 		s->dead = true;
+	if (s->out.len == 0 && s->state == SMTPD_STATE_TLS &&
+	    s->tls == NULL) {
+		/* The 220 to STARTTLS is out in plaintext: handshake. */
+		s->tls = tls_conn_new(s->set->tls_ctx, s->fd);
+		smtpd_session_handshake(s);
+	}
+}
+
+void
+smtpd_session_starttls(struct smtpd_session *s)
+{
+	/* RFC 3207 §4.2, CVE-2011-0411: commands the client pipelined
+	 * after STARTTLS were sent in the clear and must not be taken as
+	 * coming from inside TLS. */
+	if (s->in.len > 0)
+		log_info("discarding %zu bytes pipelined after STARTTLS "
+		    "from %s", s->in.len, smtpd_session_client(s));
+	buf_reset(&s->in);
+	smtpd_line_parser_init(&s->lp);
+	smtpd_session_enter_state(s, SMTPD_STATE_TLS);
+}
+
+/*
+ * One step of the server handshake.  Done: log it, forget everything
+ * said in plaintext (RFC 3207 §4.2: back to before EHLO) and greet the
+ * smtps client.
+ */
+static void
+smtpd_session_handshake(struct smtpd_session *s)
+{
+	if (tls_conn_handshake(s->tls) < 0) {
+		if (errno == EAGAIN)
+			return;		/* update_io waits for tls_conn_want */
+		log_info("TLS handshake failed from %s: %s",
+		    smtpd_session_client(s), tls_conn_error(s->tls));
+		buf_reset(&s->out);
+		s->dead = true;
+		return;
+	}
+	log_info("Anonymous TLS connection established from %s: %s",
+	    smtpd_session_client(s), tls_conn_info(s->tls));
+	smtpd_txn_free(&s->txn);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = false;
+	s->phase = SMTPD_PHASE_INIT;
+	s->tls_rwant = 0;
+	s->tls_wwant = 0;
+	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+	smtpd_session_arm_timeout(s);
+	if (s->smtps)
+		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
+	smtpd_session_flush(s);
 }
 
 void
@@ -627,7 +760,13 @@ smtpd_session_read(struct smtpd_session *s)
 		room = SMTPD_READ_SIZE;
 	if (buf_reserve(&s->in, room) < 0)
 		return;
-	n = read(s->fd, s->in.data + s->in.len, room);
+	if (s->tls != NULL) {
+		s->tls_rwant = 0;
+		n = tls_conn_read(s->tls, s->in.data + s->in.len, room);
+		if (n < 0 && errno == EAGAIN)
+			s->tls_rwant = tls_conn_want(s->tls);
+	} else
+		n = read(s->fd, s->in.data + s->in.len, room);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -649,11 +788,28 @@ smtpd_session_io(int fd, int events, void *ctx)
 
 	(void)fd;
 	s->busy++;
-	if (events & IOLOOP_WRITE)
-		smtpd_session_flush(s);
-	if (!s->dead && (events & IOLOOP_READ) &&
-	    (io_get_events(s->io) & IOLOOP_READ))
-		smtpd_session_read(s);
+	if (s->state == SMTPD_STATE_TLS && s->tls != NULL) {
+		smtpd_session_handshake(s);
+		if (s->state == SMTPD_STATE_TLS || s->dead) {
+			s->busy--;
+			smtpd_session_done(s);
+			return;
+		}
+		events = IOLOOP_READ;	/* data may follow the Finished */
+	}
+	if (s->tls != NULL) {
+		/* OpenSSL may need the other direction: try both. */
+		if (s->out.len > 0)
+			smtpd_session_flush(s);
+		if (!s->dead && smtpd_session_wants_input(s))
+			smtpd_session_read(s);
+	} else {
+		if (events & IOLOOP_WRITE)
+			smtpd_session_flush(s);
+		if (!s->dead && (events & IOLOOP_READ) &&
+		    (io_get_events(s->io) & IOLOOP_READ))
+			smtpd_session_read(s);
+	}
 	if (!s->dead)
 		smtpd_session_process(s);
 	s->busy--;

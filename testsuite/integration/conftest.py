@@ -374,7 +374,7 @@ class Server:
 
     def __init__(self, name, *, mail="maildir", users=DEFAULT_USERS,
                  aliases="", conf="", mynetworks="127.0.0.0/8, [::1]/128",
-                 root_mode=False, system_users=()):
+                 root_mode=False, system_users=(), smtps=False):
         if root_mode and not IS_ROOT:
             pytest.skip("root mode needs root")
         ENV.setup()
@@ -395,6 +395,12 @@ class Server:
         self.bindir = self.dir / "bin"
         self.mail_spool = self.dir / "mail"
         self.smtp_port, self.submission_port = free_ports(2)
+        # Opt-in implicit TLS listener (RFC 8314); off by default.
+        self.smtps_port = None
+        if smtps:
+            while self.smtps_port in (None, self.smtp_port,
+                                      self.submission_port):
+                self.smtps_port = free_port()
         self.proc = None
         self.logf = None
         self.mail = mail
@@ -461,7 +467,8 @@ class Server:
             "mynetworks = " + self.mynetworks,
             "smtp_listen = 127.0.0.1:%d" % self.smtp_port,
             "submission_listen = 127.0.0.1:%d" % self.submission_port,
-            "smtps_listen =",
+            ("smtps_listen = 127.0.0.1:%d" % self.smtps_port
+             if self.smtps_port else "smtps_listen ="),
             "pop3_listen =",
             "pop3s_listen =",
             "imap_listen =",
