@@ -5,6 +5,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "fdio.h"
@@ -44,4 +48,33 @@ fdio_fsync_dir(const char *dir)
 	(void)close(fd);
 	errno = saved;
 	return ret;
+}
+
+int
+fdio_unix_bind(const char *path, int type, mode_t mode, int backlog)
+{
+	struct sockaddr_un sun;
+	size_t len = strlen(path);
+	int fd, saved;
+
+	if (len >= sizeof(sun.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, len + 1);
+	fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	(void)unlink(path);	/* stale from an earlier run or a crash */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, mode) < 0 ||
+	    (type == SOCK_STREAM && listen(fd, backlog) < 0)) {
+		saved = errno;
+		(void)close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
 }

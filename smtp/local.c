@@ -1002,22 +1002,12 @@ local_sighup(int signo, void *ctx)
 static void
 local_listen(void)
 {
-	struct sockaddr_un sun;
+	char *path = xasprintf("%s/private/local", queue_dir);
 	int fd;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
-	    "%s/private/local", queue_dir) >= sizeof(sun.sun_path))
-		log_fatal("queue_directory path too long for a socket");
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = fdio_unix_bind(path, SOCK_STREAM, 0600, 64);
 	if (fd < 0)
-		log_fatal("socket: %m");
-	(void)unlink(sun.sun_path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		log_fatal("bind %s: %m", sun.sun_path);
-	if (chmod(sun.sun_path, 0600) < 0)
-		log_fatal("chmod %s: %m", sun.sun_path);
+		log_fatal("cannot listen on %s: %m", path);
 	if (root_mode) {
 		/* Only qmgr and smtpd (run_user) may ask for deliveries. */
 		struct passwd *pw = getpwnam(cfg_get("run_user"));
@@ -1025,11 +1015,10 @@ local_listen(void)
 		if (pw == NULL)
 			log_fatal("run_user %s does not exist",
 			    cfg_get("run_user"));
-		if (chown(sun.sun_path, pw->pw_uid, pw->pw_gid) < 0)
-			log_fatal("chown %s: %m", sun.sun_path);
+		if (chown(path, pw->pw_uid, pw->pw_gid) < 0)
+			log_fatal("chown %s: %m", path);
 	}
-	if (listen(fd, 64) < 0)
-		log_fatal("listen %s: %m", sun.sun_path);
+	free(path);
 	listen_fd = fd;
 	listen_io = io_add(fd, IOLOOP_READ, local_accept, NULL);
 }

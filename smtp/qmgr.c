@@ -44,6 +44,7 @@
 #include "cfg.h"
 #include "ioloop.h"
 #include "limits_pst.h"
+#include "fdio.h"
 #include "log.h"
 #include "qmgr.h"
 #include "queue_file.h"
@@ -1661,22 +1662,14 @@ qmgr_flush(struct buf *out)
 static void
 qmgr_dgram_init(void)
 {
-	struct sockaddr_un sun;
+	char *path = xasprintf("%s/private/qmgr", qmgr_queue_dir);
 	int fd;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
-	    "%s/private/qmgr", qmgr_queue_dir) >= sizeof(sun.sun_path))
-		log_fatal("queue_directory path too long for a socket");
-	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	/* 0622: sendmail run by another local user in unprivileged setups. */
+	fd = fdio_unix_bind(path, SOCK_DGRAM, 0622, 0);
 	if (fd < 0)
-		log_fatal("socket: %m");
-	(void)unlink(sun.sun_path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		log_fatal("bind %s: %m", sun.sun_path);
-	/* sendmail run by another local user in unprivileged setups. */
-	(void)chmod(sun.sun_path, 0622);
+		log_fatal("cannot bind %s: %m", path);
+	free(path);
 	dgram_fd = fd;
 	dgram_io = io_add(fd, IOLOOP_READ, qmgr_dgram_read, NULL);
 }

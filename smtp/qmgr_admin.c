@@ -25,6 +25,7 @@
 
 #include "buf.h"
 #include "ioloop.h"
+#include "fdio.h"
 #include "log.h"
 #include "qmgr.h"
 #include "queue_list.h"
@@ -231,27 +232,15 @@ qmgr_admin_accept(int fd, int events, void *ctx)
 void
 qmgr_admin_init(void)
 {
-	struct sockaddr_un sun;
+	char *path = xasprintf("%s/public/qmgr", qmgr_queue_dir);
 	int fd;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
-	    "%s/public/qmgr", qmgr_queue_dir) >= sizeof(sun.sun_path))
-		log_fatal("queue_directory path too long for a socket");
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		log_fatal("socket: %m");
-	(void)unlink(sun.sun_path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		log_fatal("bind %s: %m", sun.sun_path);
 	/* Anyone may list the queue, as with Postfix's mailq. */
-	if (chmod(sun.sun_path, 0666) < 0)
-		log_warning("chmod %s: %m", sun.sun_path);
-	if (listen(fd, 16) < 0)
-		log_fatal("listen %s: %m", sun.sun_path);
+	fd = fdio_unix_bind(path, SOCK_STREAM, 0666, 16);
+	if (fd < 0)
+		log_fatal("cannot listen on %s: %m", path);
 	admin_fd = fd;
-	admin_path = xstrdup(sun.sun_path);
+	admin_path = path;
 	admin_io = io_add(fd, IOLOOP_READ, qmgr_admin_accept, NULL);
 }
 

@@ -34,6 +34,7 @@
 #include "cfg.h"
 #include "ioloop.h"
 #include "local_client.h"
+#include "fdio.h"
 #include "log.h"
 #include "smtpd.h"
 #include "str.h"
@@ -284,27 +285,13 @@ bad:
 static void
 smtpd_listen_pickup(void)
 {
-	struct sockaddr_un sun;
 	int fd;
 
 	smtpd_pickup_path = xasprintf("%s/public/pickup",
 	    smtpd_settings->queue_dir);
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (str_lcpy(sun.sun_path, smtpd_pickup_path,
-	    sizeof(sun.sun_path)) >= sizeof(sun.sun_path)) {
-		log_error("%s: path too long; no local submission",
-		    smtpd_pickup_path);
-		return;
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		log_fatal("socket(AF_UNIX): %m");
-	(void)unlink(smtpd_pickup_path);	/* stale from a crash */
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(smtpd_pickup_path, 0666) < 0 || listen(fd, 128) < 0) {
+	fd = fdio_unix_bind(smtpd_pickup_path, SOCK_STREAM, 0666, 128);
+	if (fd < 0) {
 		log_error("%s: %m; no local submission", smtpd_pickup_path);
-		close(fd);
 		return;
 	}
 	smtpd_listener_add(fd, true, false);
