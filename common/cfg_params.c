@@ -281,8 +281,32 @@ const struct cfg_param cfg_params[] = {
 	D_INT("mail_max_userip_connections", "10", 0, INT_MAX),
 	P("pop3_uidl_format", CFG_T_STRING, "%08Xu%08Xv", NULL, 0, 0,
 	    CFG_F_DOVECOT | CFG_F_RAW),
+	D_STR("ssl_min_protocol", "TLSv1.2"),
+	D_STR("ssl_cipher_list", ""),
+	D_STR("ssl_prefer_server_ciphers", "no"),
+	D_STR("pop3_logout_format", ""),
+	D_BOOL("pop3_no_flag_updates", "no"),
+	D_INT("pop3_login_delay", "0", 0, INT_MAX),
+	D_INT("pop3_expire_days", "0", 0, INT_MAX),
+	D_INT("imap_max_line_length", "65536", 1024, 16777216),
+	D_TIME("imap_idle_notify_interval", "2m"),
+	D_STR("mail_uid", ""),
+	D_STR("mail_gid", ""),
+	D_STR("auth_username_format", "%Lu"),
+	D_INT("login_max_connections_per_ip", "50", 0, INT_MAX),
+
+	/* ---- auth and login: Postern's own ---- */
+	/* Loopback clients count as secure for plaintext passwords (as
+	 * Dovecot treats localhost); "no" makes tests see what a remote
+	 * client sees. */
+	P_BOOL("plaintext_auth_loopback", "yes"),
+	/* Submission (587) and smtps (465) require AUTH before MAIL. */
+	P_BOOL("submission_auth_required", "yes"),
+	/* Threads of the auth service that run password checks. */
+	P_INT("auth_worker_count", "4", 1, 64),
 
 	/* ---- added by smtpd ---- */
+	P_MAPS("smtpd_sender_login_maps", ""),
 
 	/* ---- added by qmgr/local ---- */
 	/* Delivery at accept: smtpd has local write plain mailbox copies

@@ -13,8 +13,8 @@
  *
  * The commit (fsync of the file, rename, fsync of the directory) runs in a
  * small pool of threads so the event loop never waits for the disk and
- * many sessions' fsyncs proceed concurrently; the session stays parked
- * until the worker reports through an eventfd.  Only then is 250 sent.
+ * many sessions' fsyncs proceed concurrently (workpool.h); the session
+ * stays parked until the worker reports back.  Only then is 250 sent.
  *
  * Delivery at accept (local_delivery_at_accept, doc/internals.md): when a
  * recipient is local, the complete but not yet durable file in tmp/ID is
@@ -25,11 +25,9 @@
  */
 #include "config.h"
 
-#include <sys/eventfd.h>
 #include <sys/time.h>
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,121 +43,51 @@
 #include "queue_file.h"
 #include "smtpd.h"
 #include "str.h"
+#include "workpool.h"
 #include "xmalloc.h"
 
 /* ---- commit pool ---- */
 
 struct smtpd_commit_job {
-	struct smtpd_commit_job	*next;
 	struct smtpd_session	*session;
 	struct queue_writer	*qw;
 	int			 ret;
 	char			 error[256];
 };
 
-static pthread_mutex_t smtpd_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t smtpd_pool_cond = PTHREAD_COND_INITIALIZER;
-static struct smtpd_commit_job *smtpd_pool_todo;
-static struct smtpd_commit_job **smtpd_pool_tail = &smtpd_pool_todo;
-static struct smtpd_commit_job *smtpd_pool_done;
-static int smtpd_pool_efd = -1;
-static struct io *smtpd_pool_io;
+static struct workpool *smtpd_pool;
 
-static void *
-smtpd_pool_worker(void *arg)
+static void
+smtpd_pool_work(void *ctx)
 {
-	(void)arg;
-	for (;;) {
-		struct smtpd_commit_job *job;
-		const char *error = "";
-		uint64_t one = 1;
+	struct smtpd_commit_job *job = ctx;
+	const char *error = "";
 
-		pthread_mutex_lock(&smtpd_pool_lock);
-		while (smtpd_pool_todo == NULL)
-			pthread_cond_wait(&smtpd_pool_cond, &smtpd_pool_lock);
-		job = smtpd_pool_todo;
-		smtpd_pool_todo = job->next;
-		if (smtpd_pool_todo == NULL)
-			smtpd_pool_tail = &smtpd_pool_todo;
-		pthread_mutex_unlock(&smtpd_pool_lock);
-
-		job->ret = queue_writer_commit(&job->qw, &error);
-		/* error is this thread's buffer: copy it here. */
-		if (job->ret < 0)
-			str_lcpy(job->error, error, sizeof(job->error));
-
-		pthread_mutex_lock(&smtpd_pool_lock);
-		job->next = smtpd_pool_done;
-		smtpd_pool_done = job;
-		pthread_mutex_unlock(&smtpd_pool_lock);
-		while (write(smtpd_pool_efd, &one, sizeof(one)) < 0 &&
-		    errno == EINTR)
-			;
-	}
-	return NULL;
+	job->ret = queue_writer_commit(&job->qw, &error);
+	/* error is this thread's buffer: copy it here. */
+	if (job->ret < 0)
+		str_lcpy(job->error, error, sizeof(job->error));
 }
 
 static void
-smtpd_pool_collect(int fd, int events, void *ctx)
+smtpd_pool_done(void *ctx)
 {
-	struct smtpd_commit_job *list, *rev = NULL, *job;
-	uint64_t n;
+	struct smtpd_commit_job *job = ctx;
 
-	(void)events;
-	(void)ctx;
-	(void)!read(fd, &n, sizeof(n));
-	pthread_mutex_lock(&smtpd_pool_lock);
-	list = smtpd_pool_done;
-	smtpd_pool_done = NULL;
-	pthread_mutex_unlock(&smtpd_pool_lock);
-	/* Finished jobs were pushed LIFO: answer in completion order. */
-	while (list != NULL) {
-		job = list;
-		list = job->next;
-		job->next = rev;
-		rev = job;
-	}
-	while (rev != NULL) {
-		job = rev;
-		rev = job->next;
-		smtpd_session_commit_done(job->session, job->ret, job->error);
-		free(job);
-	}
+	smtpd_session_commit_done(job->session, job->ret, job->error);
+	free(job);
 }
 
 void
 smtpd_data_pool_init(void)
 {
-	pthread_attr_t attr;
-	int i;
-
-	smtpd_pool_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (smtpd_pool_efd < 0)
-		log_fatal("eventfd: %m");
-	smtpd_pool_io = io_add(smtpd_pool_efd, IOLOOP_READ,
-	    smtpd_pool_collect, NULL);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	for (i = 0; i < SMTPD_COMMIT_THREADS; i++) {
-		pthread_t tid;
-		int err = pthread_create(&tid, &attr, smtpd_pool_worker, NULL);
-
-		if (err != 0)
-			log_fatal("pthread_create: %s", strerror(err));
-	}
-	pthread_attr_destroy(&attr);
+	smtpd_pool = workpool_new("smtpd commit", SMTPD_COMMIT_THREADS);
 }
 
 void
 smtpd_data_pool_stop(void)
 {
-	/* Workers may still sleep in pthread_cond_wait: they die with the
-	 * process.  Only the loop's side is released here. */
-	io_remove(&smtpd_pool_io);
-	if (smtpd_pool_efd >= 0)
-		close(smtpd_pool_efd);
-	smtpd_pool_efd = -1;
+	workpool_stop(&smtpd_pool);
 }
 
 static void
@@ -169,11 +97,7 @@ smtpd_pool_submit(struct smtpd_session *s, struct queue_writer *qw)
 
 	job->session = s;
 	job->qw = qw;
-	pthread_mutex_lock(&smtpd_pool_lock);
-	*smtpd_pool_tail = job;
-	smtpd_pool_tail = &job->next;
-	pthread_cond_signal(&smtpd_pool_cond);
-	pthread_mutex_unlock(&smtpd_pool_lock);
+	workpool_submit(smtpd_pool, smtpd_pool_work, smtpd_pool_done, job);
 }
 
 /* ---- dates ---- */

@@ -374,7 +374,8 @@ class Server:
 
     def __init__(self, name, *, mail="maildir", users=DEFAULT_USERS,
                  aliases="", conf="", mynetworks="127.0.0.0/8, [::1]/128",
-                 root_mode=False, system_users=(), smtps=False):
+                 root_mode=False, system_users=(), smtps=False,
+                 pop3=False, imap=False):
         if root_mode and not IS_ROOT:
             pytest.skip("root mode needs root")
         ENV.setup()
@@ -401,6 +402,15 @@ class Server:
             while self.smtps_port in (None, self.smtp_port,
                                       self.submission_port):
                 self.smtps_port = free_port()
+        # Opt-in POP3 (110/995) and IMAP (143/993) listeners, plaintext
+        # and implicit TLS, on free loopback ports.
+        taken = {self.smtp_port, self.submission_port, self.smtps_port}
+        self.pop3_port = self.pop3s_port = None
+        self.imap_port = self.imaps_port = None
+        if pop3:
+            self.pop3_port, self.pop3s_port = self._more_ports(taken, 2)
+        if imap:
+            self.imap_port, self.imaps_port = self._more_ports(taken, 2)
         self.proc = None
         self.logf = None
         self.mail = mail
@@ -416,6 +426,16 @@ class Server:
             self.base_aliases = BASE_ALIASES
         self.aliases_text = self.base_aliases + aliases
         self._prepare()
+
+    @staticmethod
+    def _more_ports(taken, n):
+        ports = []
+        while len(ports) < n:
+            p = free_port()
+            if p not in taken:
+                taken.add(p)
+                ports.append(p)
+        return ports
 
     # ---- files ----
 
@@ -469,10 +489,10 @@ class Server:
             "submission_listen = 127.0.0.1:%d" % self.submission_port,
             ("smtps_listen = 127.0.0.1:%d" % self.smtps_port
              if self.smtps_port else "smtps_listen ="),
-            "pop3_listen =",
-            "pop3s_listen =",
-            "imap_listen =",
-            "imaps_listen =",
+            self._listen_line("pop3_listen", self.pop3_port),
+            self._listen_line("pop3s_listen", self.pop3s_port),
+            self._listen_line("imap_listen", self.imap_port),
+            self._listen_line("imaps_listen", self.imaps_port),
             "queue_directory = %s" % self.spool,
             "data_directory = %s" % self.data,
             "daemon_directory = %s" % ENV.libexec,
@@ -488,6 +508,12 @@ class Server:
             lines += ["passdb = passwd-file:%s/users" % self.dir,
                       "userdb = passwd-file:%s/users" % self.dir]
         return "\n".join(lines) + "\n" + self.conf_extra.strip("\n") + "\n"
+
+    @staticmethod
+    def _listen_line(name, port):
+        if port:
+            return "%s = 127.0.0.1:%d" % (name, port)
+        return name + " ="
 
     def write_config(self, extra=None):
         if extra is not None:
