@@ -5,9 +5,11 @@
  * (DESIGN §1); userdb.c does the atomic edits.  Lines written here leave
  * uid, gid and home empty, meaning "the user Postern runs as" and
  * "$data_directory/home/USER".  Passwords are hashed with SHA512-CRYPT
- * (password.c); a password is taken from -p, from the terminal without
- * echo (asked twice), or from one line of standard input, and wiped from
- * memory once hashed.
+ * unless -s names another scheme (password.c; "postern pw -l" lists
+ * them); a password is taken from -p, from the terminal without echo
+ * (asked twice), or from one line of standard input, and wiped from
+ * memory once hashed.  "postern pw" prints a hash as "doveadm pw" does,
+ * and "postern pw -t HASH" checks a password against one.
  */
 #include "config.h"
 
@@ -187,20 +189,41 @@ admin_user_file_perms(const char *path)
 		admin_err("warning: %s: %s", path, strerror(errno));
 }
 
-/* Split "NAME [-p PW]" in any order. */
+/*
+ * The value of option opt ("-p") at argv[*i], given as "-p VALUE" or
+ * "-pVALUE"; advances *i past it.  NULL if argv[*i] is not that option
+ * or its value is missing.
+ */
+static const char *
+admin_opt_value(int argc, char **argv, int *i, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	if (strncmp(argv[*i], opt, n) != 0)
+		return NULL;
+	if (argv[*i][n] != '\0')
+		return argv[*i] + n;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+/* Split "NAME [-p PW] [-s SCHEME]" in any order. */
 static int
 admin_user_args(int argc, char **argv, const char **name_r,
-    const char **pw_r, bool allow_pw)
+    const char **pw_r, const char **scheme_r, bool allow_pw)
 {
+	const char *v;
 	int i;
 
-	*name_r = *pw_r = NULL;
+	*name_r = *pw_r = *scheme_r = NULL;
 	for (i = 2; i < argc; i++) {
-		if (allow_pw && strcmp(argv[i], "-p") == 0 && i + 1 < argc)
-			*pw_r = argv[++i];
-		else if (allow_pw && strncmp(argv[i], "-p", 2) == 0 &&
-		    argv[i][2] != '\0')
-			*pw_r = argv[i] + 2;
+		if (allow_pw &&
+		    (v = admin_opt_value(argc, argv, &i, "-p")) != NULL)
+			*pw_r = v;
+		else if (allow_pw &&
+		    (v = admin_opt_value(argc, argv, &i, "-s")) != NULL)
+			*scheme_r = v;
 		else if (argv[i][0] == '-' || *name_r != NULL)
 			return -1;
 		else
@@ -209,10 +232,35 @@ admin_user_args(int argc, char **argv, const char **name_r,
 	return *name_r != NULL ? 0 : -1;
 }
 
+/* The known schemes, space separated, on stdout or in an error. */
+static void
+admin_print_schemes(FILE *fp)
+{
+	const char *n;
+	size_t i;
+
+	for (i = 0; (n = password_scheme_name(i)) != NULL; i++)
+		fprintf(fp, "%s%s", i > 0 ? " " : "", n);
+	fputc('\n', fp);
+}
+
+/* Whether scheme is usable; says why not. */
+static bool
+admin_scheme_ok(const char *scheme)
+{
+	if (scheme == NULL || password_scheme_known(scheme))
+		return true;
+	fprintf(stderr, "%s: unknown scheme %s; known: ", admin_progname,
+	    scheme);
+	admin_print_schemes(stderr);
+	return false;
+}
+
 int
 admin_cmd_user(int argc, char **argv)
 {
 	const char *sub = argc >= 2 ? argv[1] : "", *path, *name, *pw, *error;
+	const char *scheme;
 	char *hash;
 	bool is_add, is_passwd, created;
 	int rc;
@@ -238,8 +286,11 @@ admin_cmd_user(int argc, char **argv)
 		return userdb_file_list(path, admin_user_list_cb, NULL) < 0 ?
 		    1 : 0;
 	}
-	if (admin_user_args(argc, argv, &name, &pw, is_add || is_passwd) < 0)
+	if (admin_user_args(argc, argv, &name, &pw, &scheme,
+	    is_add || is_passwd) < 0)
 		goto usage;
+	if (!admin_scheme_ok(scheme))
+		return 1;
 	if ((rc = admin_user_exists(path, name)) < 0)
 		return 1;
 	if (is_add && rc == 1) {
@@ -258,7 +309,7 @@ admin_cmd_user(int argc, char **argv)
 		}
 		return 0;
 	}
-	if ((hash = admin_hash_password(NULL, pw, true)) == NULL)
+	if ((hash = admin_hash_password(scheme, pw, true)) == NULL)
 		return 1;
 	created = access(path, F_OK) < 0;
 	rc = userdb_file_set(path, name, hash, &error);
@@ -273,37 +324,72 @@ admin_cmd_user(int argc, char **argv)
 	return 0;
 
 usage:
-	admin_err("usage: postern [-c FILE] user add NAME [-p PASSWORD] | "
-	    "passwd NAME [-p PASSWORD] | del NAME | list");
+	admin_err("usage: postern [-c FILE] user add NAME [-s SCHEME] "
+	    "[-p PASSWORD] | passwd NAME [-s SCHEME] [-p PASSWORD] | "
+	    "del NAME | list");
 	return 2;
 }
 
+/*
+ * postern pw [-s SCHEME] [-p PASSWORD] | -l | -t HASH [-p PASSWORD], as
+ * doveadm pw: print a new hash, list the schemes, or check a password
+ * against a hash (exit 0 and "(verified)" on a match, 1 otherwise).
+ */
 int
 admin_cmd_pw(int argc, char **argv)
 {
-	const char *scheme = PASSWORD_DEFAULT_SCHEME, *pw = NULL;
-	char *hash;
-	int i;
+	const char *scheme = PASSWORD_DEFAULT_SCHEME, *pw = NULL, *test = NULL;
+	const char *v;
+	bool list = false;
+	char *hash, *p;
+	int i, ret;
 
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
-			scheme = argv[++i];
-		else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc)
-			pw = argv[++i];
-		else {
-			admin_err("usage: postern pw [-s SCHEME] [-p PASSWORD]");
-			return 2;
+		if ((v = admin_opt_value(argc, argv, &i, "-s")) != NULL)
+			scheme = v;
+		else if ((v = admin_opt_value(argc, argv, &i, "-p")) != NULL)
+			pw = v;
+		else if ((v = admin_opt_value(argc, argv, &i, "-t")) != NULL)
+			test = v;
+		else if (strcmp(argv[i], "-l") == 0)
+			list = true;
+		else
+			goto usage;
+	}
+	if (list) {
+		if (pw != NULL || test != NULL)
+			goto usage;
+		admin_print_schemes(stdout);
+		return 0;
+	}
+	if (test != NULL) {
+		if ((p = admin_read_password(pw, false)) == NULL)
+			return 1;
+		ret = password_verify(test, p);
+		explicit_bzero(p, strlen(p));
+		free(p);
+		if (ret < 0) {
+			admin_err("unknown scheme or malformed hash");
+			return 1;
 		}
+		if (ret == 0) {
+			admin_err("password mismatch");
+			return 1;
+		}
+		printf("%s (verified)\n", test);
+		return 0;
 	}
-	if (!password_scheme_known(scheme)) {
-		admin_err("unknown scheme %s (SHA512-CRYPT SHA256-CRYPT "
-		    "BLF-CRYPT MD5-CRYPT CRYPT PLAIN)", scheme);
+	if (!admin_scheme_ok(scheme))
 		return 1;
-	}
 	if ((hash = admin_hash_password(scheme, pw, true)) == NULL)
 		return 1;
 	printf("%s\n", hash);
 	explicit_bzero(hash, strlen(hash));
 	free(hash);
 	return 0;
+
+usage:
+	admin_err("usage: postern pw [-s SCHEME] [-p PASSWORD] | pw -l | "
+	    "pw -t HASH [-p PASSWORD]");
+	return 2;
 }

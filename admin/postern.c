@@ -49,9 +49,11 @@ static const struct admin_cmd admin_cmds[] = {
 	{ "aliases", admin_cmd_aliases, "aliases" },
 	{ "newaliases", admin_cmd_aliases, NULL },
 	{ "user", admin_cmd_user,
-	    "user add NAME [-p PASSWORD] | passwd NAME [-p PASSWORD] |\n"
+	    "user add NAME [-s SCHEME] [-p PASSWORD] |\n"
+	    "               passwd NAME [-s SCHEME] [-p PASSWORD] |\n"
 	    "               del NAME | list" },
-	{ "pw", admin_cmd_pw, "pw [-s SCHEME] [-p PASSWORD]" },
+	{ "pw", admin_cmd_pw,
+	    "pw [-s SCHEME] [-p PASSWORD] | pw -l | pw -t HASH [-p PASSWORD]" },
 	{ "sendmail", admin_cmd_sendmail, "sendmail [OPTIONS] [ADDRESS...]" },
 	{ "mailq", admin_cmd_sendmail, NULL },
 	{ "version", admin_cmd_version, "version" },

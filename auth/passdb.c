@@ -7,6 +7,7 @@
  */
 #include <crypt.h>
 #include <errno.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <shadow.h>
 #include <stdlib.h>
@@ -107,50 +108,26 @@ passdb_file_find(const char *path, const char *user, struct userdb_user *u,
 	return 1;
 }
 
-/* Check pw against "{SCRAM-SHA-256}ITER,SALT,STORED,SERVER". */
-static int
-passdb_verify_scram(const char *stored, const char *pw)
-{
-	const char *p = stored + strlen("{SCRAM-SHA-256}"), *c1, *c2;
-	long long iter;
-	char num[16], *derived;
-	struct buf salt;
-	int ret = 0;
+static char *passdb_dummy;
 
-	if ((c1 = strchr(p, ',')) == NULL || (c2 = strchr(c1 + 1, ',')) ==
-	    NULL || c1 == p || (size_t)(c1 - p) >= sizeof(num))
-		return -1;
-	memcpy(num, p, c1 - p);
-	num[c1 - p] = '\0';
-	if (str_to_ll(num, 1, MAX_SCRAM_ITERATIONS, &iter) < 0)
-		return -1;
-	buf_init(&salt, 256);
-	if (base64_decode(&salt, c1 + 1, c2 - c1 - 1) < 0 || salt.len == 0) {
-		buf_free(&salt);
-		return -1;
-	}
-	derived = sasl_scram_sha256_secret(pw, (unsigned char *)salt.data,
-	    salt.len, (unsigned int)iter);
-	buf_free(&salt);
-	/* Compare the keys in constant time; the prefix is public. */
-	if (strlen(derived) == strlen(stored) &&
-	    CRYPTO_memcmp(derived, stored, strlen(stored)) == 0)
-		ret = 1;
-	explicit_bzero(derived, strlen(derived));
-	free(derived);
-	return ret;
+static void
+passdb_dummy_init(void)
+{
+	passdb_dummy = password_hash(PASSWORD_DEFAULT_SCHEME,
+	    "postern-dummy-password");
 }
 
-/* A stored hash to check against when the user does not exist. */
+/*
+ * A stored hash to check against when the user does not exist; made
+ * once, also when several auth worker threads ask at the same time.
+ */
 static const char *
 passdb_dummy_hash(void)
 {
-	static char *dummy;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-	if (dummy == NULL)
-		dummy = password_hash(PASSWORD_DEFAULT_SCHEME,
-		    "postern-dummy-password");
-	return dummy;
+	(void)pthread_once(&once, passdb_dummy_init);
+	return passdb_dummy;
 }
 
 static int
@@ -171,10 +148,7 @@ passdb_file_verify(const char *path, const char *user, const char *pw,
 		userdb_user_free(&u);
 		return 0;
 	}
-	if (str_starts_case(u.password, "{SCRAM-SHA-256}"))
-		ret = passdb_verify_scram(u.password, pw);
-	else
-		ret = password_verify(u.password, pw);
+	ret = password_verify(u.password, pw);
 	if (ret < 0) {
 		log_warning("%s: user %s: unsupported or malformed password "
 		    "hash", path, user);
@@ -197,17 +171,27 @@ passdb_shadow_verify(const char *user, const char *pw, const char **error_r)
 {
 	static const char dummy_salt[] = "$6$postern.dummy$";
 	struct crypt_data *cd;
-	struct spwd *sp;
+	struct spwd spbuf, *sp = NULL;
 	const char *hash, *res;
 	bool exists, expired = false;
-	int ret = 0;
+	size_t size = 1024;
+	char *strbuf;
+	int ret = 0, err;
 
-	errno = 0;
-	sp = getspnam(user);
-	if (sp == NULL && errno != 0 && errno != ENOENT) {
-		*error_r = errno == EACCES ?
+	/* getspnam_r: the auth service checks in several threads. */
+	for (;;) {
+		strbuf = xmalloc(size);
+		err = getspnam_r(user, &spbuf, strbuf, size, &sp);
+		if (err != ERANGE || size >= 1024 * 1024)
+			break;
+		free(strbuf);
+		size *= 2;
+	}
+	if (sp == NULL && err != 0 && err != ENOENT) {
+		*error_r = err == EACCES ?
 		    "getspnam: permission denied (not root?)" :
 		    "getspnam failed";
+		free(strbuf);
 		return -1;
 	}
 	exists = sp != NULL && sp->sp_pwdp != NULL && sp->sp_pwdp[0] != '\0';
@@ -224,6 +208,8 @@ passdb_shadow_verify(const char *user, const char *pw, const char **error_r)
 		ret = 1;
 	explicit_bzero(cd, sizeof(*cd));
 	free(cd);
+	explicit_bzero(strbuf, size);
+	free(strbuf);
 	return ret;
 }
 
@@ -273,6 +259,25 @@ passdb_pam_conv(int n, const struct pam_message **msg,
 	return PAM_SUCCESS;
 }
 
+/*
+ * Not every PAM module is thread-safe: the auth service's worker threads
+ * take turns.
+ */
+static pthread_mutex_t passdb_pam_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * pam_unix sleeps about two seconds after a failure (pam_fail_delay);
+ * the auth service holds its own failure delay without a thread
+ * sleeping, so PAM's is replaced by nothing.
+ */
+static void
+passdb_pam_no_delay(int retval, unsigned usec, void *appdata)
+{
+	(void)retval;
+	(void)usec;
+	(void)appdata;
+}
+
 static int
 passdb_pam_verify(const char *user, const char *pw, const char **error_r)
 {
@@ -281,11 +286,15 @@ passdb_pam_verify(const char *user, const char *pw, const char **error_r)
 	pam_handle_t *pamh = NULL;
 	int rc, ret;
 
+	pthread_mutex_lock(&passdb_pam_lock);
 	rc = pam_start(PASSDB_PAM_SERVICE, user, &conv, &pamh);
 	if (rc != PAM_SUCCESS) {
+		pthread_mutex_unlock(&passdb_pam_lock);
 		*error_r = "pam_start failed";
 		return -1;
 	}
+	(void)pam_set_item(pamh, PAM_FAIL_DELAY,
+	    (const void *)passdb_pam_no_delay);
 	rc = pam_authenticate(pamh, PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK);
 	if (rc == PAM_SUCCESS)
 		rc = pam_acct_mgmt(pamh, PAM_SILENT);
@@ -310,6 +319,7 @@ passdb_pam_verify(const char *user, const char *pw, const char **error_r)
 		break;
 	}
 	pam_end(pamh, rc);
+	pthread_mutex_unlock(&passdb_pam_lock);
 	return ret;
 }
 

@@ -26,8 +26,9 @@ int	passdb_verify(const char *user, const char *password,
 
 /*
  * The stored secret of user as a malloc'ed "{SCHEME}data" string, for
- * mechanisms that need it (CRAM-MD5 wants {PLAIN}; SCRAM-SHA-256 takes
- * {PLAIN} or {SCRAM-SHA-256}).  Only passwd-file keeps such secrets.
+ * mechanisms that need it (CRAM-MD5 takes {PLAIN} or {CRAM-MD5};
+ * SCRAM-SHA-256 takes {PLAIN} or {SCRAM-SHA-256}).  Only passwd-file
+ * keeps such secrets.
  * Returns 1 found, 0 unknown user or passdb without secrets, -1
  * temporary failure.  Wipe (explicit_bzero) and free the string.
  */

@@ -23,6 +23,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "log.h"
+#include "password.h"
 #include "str.h"
 #include "xmalloc.h"
 
@@ -31,7 +32,6 @@
 #define SCRAM_KEY_LEN	SHA256_DIGEST_LENGTH
 #define SCRAM_SALT_LEN	16
 #define SCRAM_NONCE_RAW	18		/* 24 base64 characters */
-#define MAX_SCRAM_SALT	256
 
 enum sasl_mech_id {
 	SASL_MECH_PLAIN,
@@ -253,8 +253,7 @@ sasl_plain_step(struct sasl_server *s, const unsigned char *in, size_t inlen,
 		s->authzid = xstrndup(p, zlen);
 	password = xstrndup(nul2 + 1, plen);
 	ret = sasl_verify(s, password, error_r);
-	explicit_bzero(password, plen);
-	free(password);
+	sasl_free_str(&password);
 	if (ret == SASL_OK && s->authzid != NULL &&
 	    strcmp(s->authzid, s->user) != 0) {
 		*error_r = "authorization identity not permitted";
@@ -306,15 +305,7 @@ sasl_login_step(struct sasl_server *s, const unsigned char *in, size_t inlen,
 static const char *
 sasl_plain_secret(const char *secret)
 {
-	static const char *const prefixes[] = {
-		"{PLAIN}", "{CLEAR}", "{CLEARTEXT}",
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-		if (str_starts_case(secret, prefixes[i]))
-			return secret + strlen(prefixes[i]);
-	return NULL;
+	return password_scheme_data(secret, "PLAIN");
 }
 
 static int
@@ -327,18 +318,54 @@ sasl_lookup_secret(struct sasl_server *s, char **secret_r,
 }
 
 /*
+ * The HMAC-MD5 contexts of user's key from a {CRAM-MD5} secret (the
+ * contexts themselves) or a {PLAIN} one.  Returns 1 usable, 0 unknown
+ * user or a secret CRAM-MD5 cannot use (a crypt hash), -1 temporary
+ * failure.
+ */
+static int
+sasl_cram_md5_key(struct sasl_server *s, struct password_cram_md5 *ctx,
+    const char **error_r)
+{
+	const char *data;
+	char *secret = NULL;
+	int ret;
+
+	ret = sasl_lookup_secret(s, &secret, error_r);
+	if (ret <= 0 || secret == NULL) {
+		sasl_free_str(&secret);
+		return ret < 0 ? -1 : 0;
+	}
+	if ((data = password_scheme_data(secret, "CRAM-MD5")) != NULL) {
+		ret = password_cram_md5_parse(data, ctx) == 0 ? 1 : 0;
+		if (ret == 0)
+			log_warning("user %s: malformed CRAM-MD5 secret",
+			    s->user);
+	} else if ((data = sasl_plain_secret(secret)) != NULL) {
+		password_cram_md5_init(ctx, data, strlen(data));
+		ret = 1;
+	} else
+		ret = 0;
+	sasl_free_str(&secret);
+	return ret;
+}
+
+/*
  * CRAM-MD5, RFC 2195: challenge "<random.time@host>", response
- * "user SP hex(HMAC-MD5(password, challenge))".
+ * "user SP hex(HMAC-MD5(password, challenge))".  The HMAC is finished
+ * from the key's stored contexts (RFC 2104 §2), so a {CRAM-MD5} secret
+ * serves as well as the plaintext password.
  */
 static enum sasl_result
 sasl_cram_md5_step(struct sasl_server *s, const unsigned char *in,
     size_t inlen, struct buf *out, const char **error_r)
 {
 	static const char hexdigits[] = "0123456789abcdef";
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int maclen = 0, i;
-	char hex[2 * 16 + 1], *secret = NULL;
-	const char *p = (const char *)in, *sp, *key;
+	unsigned char mac[PASSWORD_MD5_LEN];
+	struct password_cram_md5 ctx;
+	unsigned int i;
+	char hex[2 * PASSWORD_MD5_LEN + 1];
+	const char *p = (const char *)in, *sp;
 	bool match;
 	int ret;
 
@@ -384,25 +411,23 @@ sasl_cram_md5_step(struct sasl_server *s, const unsigned char *in,
 	hex[32] = '\0';
 	s->user = xstrndup(p, sp - p);
 
-	ret = sasl_lookup_secret(s, &secret, error_r);
+	ret = sasl_cram_md5_key(s, &ctx, error_r);
 	if (ret < 0)
 		return SASL_TEMPFAIL;
-	key = ret > 0 && secret != NULL ? sasl_plain_secret(secret) : NULL;
 	/* Unknown user or unusable secret: same work, certain failure. */
-	if (HMAC(EVP_md5(), key != NULL ? key : "", key != NULL ?
-	    (int)strlen(key) : 0, (const unsigned char *)s->challenge,
-	    strlen(s->challenge), mac, &maclen) == NULL)
-		log_fatal("HMAC-MD5 failed");
-	sasl_free_str(&secret);
+	if (ret == 0)
+		password_cram_md5_init(&ctx, "", 0);
+	password_cram_md5_hmac(&ctx, s->challenge, strlen(s->challenge), mac);
+	explicit_bzero(&ctx, sizeof(ctx));
 	{
-		char want[2 * 16 + 1];
+		char want[2 * PASSWORD_MD5_LEN + 1];
 
-		for (i = 0; i < 16; i++) {
+		for (i = 0; i < PASSWORD_MD5_LEN; i++) {
 			want[2 * i] = hexdigits[mac[i] >> 4];
 			want[2 * i + 1] = hexdigits[mac[i] & 15];
 		}
 		want[32] = '\0';
-		match = CRYPTO_memcmp(want, hex, 32) == 0 && key != NULL;
+		match = CRYPTO_memcmp(want, hex, 32) == 0 && ret > 0;
 		explicit_bzero(want, sizeof(want));
 	}
 	explicit_bzero(mac, sizeof(mac));
@@ -413,58 +438,11 @@ sasl_cram_md5_step(struct sasl_server *s, const unsigned char *in,
 	return SASL_OK;
 }
 
-/*
- * SCRAM-SHA-256 key derivation (RFC 5802 §3):
- *   SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, i)
- *   StoredKey = H(HMAC(SaltedPassword, "Client Key"))
- *   ServerKey = HMAC(SaltedPassword, "Server Key")
- */
-static void
-sasl_scram_derive(const char *password, const unsigned char *salt,
-    size_t saltlen, unsigned int iter, unsigned char *stored_key,
-    unsigned char *server_key)
-{
-	unsigned char salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
-	unsigned int len;
-
-	if (PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt,
-	    (int)saltlen, (int)iter, EVP_sha256(), sizeof(salted),
-	    salted) != 1 ||
-	    HMAC(EVP_sha256(), salted, sizeof(salted),
-	    (const unsigned char *)"Client Key", 10, client_key,
-	    &len) == NULL ||
-	    HMAC(EVP_sha256(), salted, sizeof(salted),
-	    (const unsigned char *)"Server Key", 10, server_key, &len) == NULL)
-		log_fatal("SCRAM key derivation failed");
-	SHA256(client_key, sizeof(client_key), stored_key);
-	explicit_bzero(salted, sizeof(salted));
-	explicit_bzero(client_key, sizeof(client_key));
-}
-
 char *
 sasl_scram_sha256_secret(const char *password, const unsigned char *salt,
     size_t saltlen, unsigned int iter)
 {
-	unsigned char rsalt[SCRAM_SALT_LEN];
-	unsigned char stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
-	struct buf b;
-
-	if (salt == NULL) {
-		sasl_random(rsalt, sizeof(rsalt));
-		salt = rsalt;
-		saltlen = sizeof(rsalt);
-	}
-	sasl_scram_derive(password, salt, saltlen, iter, stored, server);
-	buf_init(&b, 0);
-	buf_printf(&b, "{SCRAM-SHA-256}%u,", iter);
-	base64_encode(&b, salt, saltlen);
-	buf_append_char(&b, ',');
-	base64_encode(&b, stored, sizeof(stored));
-	buf_append_char(&b, ',');
-	base64_encode(&b, server, sizeof(server));
-	explicit_bzero(stored, sizeof(stored));
-	explicit_bzero(server, sizeof(server));
-	return buf_steal(&b);
+	return password_scram_sha256_secret(password, salt, saltlen, iter);
 }
 
 /* Decode one base64 field of exactly want bytes (want 0: 1..max bytes). */
@@ -487,50 +465,6 @@ sasl_b64_field(const char *p, size_t len, unsigned char *dst, size_t want,
 		explicit_bzero(b.data, b.cap);
 	buf_free(&b);
 	return ret;
-}
-
-/*
- * Parse "{SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY" into salt and keys.
- * Returns 0 or -1 when malformed.
- */
-static int
-sasl_scram_parse_secret(const char *secret, unsigned char *salt,
-    size_t *saltlen_r, unsigned int *iter_r, unsigned char *stored_key,
-    unsigned char *server_key)
-{
-	const char *f[4], *p;
-	size_t flen[4];
-	long long iter;
-	char num[16];
-	int n = 0;
-
-	p = secret + strlen("{SCRAM-SHA-256}");
-	while (n < 4) {
-		const char *c = strchr(p, ',');
-
-		f[n] = p;
-		flen[n] = c != NULL ? (size_t)(c - p) : strlen(p);
-		n++;
-		if (c == NULL)
-			break;
-		p = c + 1;
-	}
-	if (n != 4 || strchr(f[3], ',') != NULL || flen[0] == 0 ||
-	    flen[0] >= sizeof(num))
-		return -1;
-	memcpy(num, f[0], flen[0]);
-	num[flen[0]] = '\0';
-	if (str_to_ll(num, 1, MAX_SCRAM_ITERATIONS, &iter) < 0)
-		return -1;
-	*iter_r = (unsigned int)iter;
-	if (sasl_b64_field(f[1], flen[1], salt, 0, MAX_SCRAM_SALT,
-	    saltlen_r) < 0 ||
-	    sasl_b64_field(f[2], flen[2], stored_key, SCRAM_KEY_LEN,
-	    SCRAM_KEY_LEN + 3, NULL) < 0 ||
-	    sasl_b64_field(f[3], flen[3], server_key, SCRAM_KEY_LEN,
-	    SCRAM_KEY_LEN + 3, NULL) < 0)
-		return -1;
-	return 0;
 }
 
 /*
@@ -590,7 +524,7 @@ sasl_scram_keys(struct sasl_server *s, unsigned char *salt, size_t *saltlen_r,
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen;
 	char *secret = NULL;
-	const char *plain;
+	const char *plain, *data;
 	int ret;
 
 	ret = sasl_lookup_secret(s, &secret, error_r);
@@ -598,9 +532,10 @@ sasl_scram_keys(struct sasl_server *s, unsigned char *salt, size_t *saltlen_r,
 		return SASL_TEMPFAIL;
 	s->user_ok = false;
 	if (ret > 0 && secret != NULL) {
-		if (str_starts_case(secret, "{SCRAM-SHA-256}")) {
-			if (sasl_scram_parse_secret(secret, salt, saltlen_r,
-			    iter_r, s->stored_key, s->server_key) == 0)
+		if ((data = password_scheme_data(secret,
+		    "SCRAM-SHA-256")) != NULL) {
+			if (password_scram_sha256_parse(data, iter_r, salt,
+			    saltlen_r, s->stored_key, s->server_key) == 0)
 				s->user_ok = true;
 			else
 				log_warning("user %s: malformed SCRAM-SHA-256 "
@@ -609,8 +544,8 @@ sasl_scram_keys(struct sasl_server *s, unsigned char *salt, size_t *saltlen_r,
 			sasl_random(salt, SCRAM_SALT_LEN);
 			*saltlen_r = SCRAM_SALT_LEN;
 			*iter_r = SASL_SCRAM_ITERATIONS;
-			sasl_scram_derive(plain, salt, *saltlen_r, *iter_r,
-			    s->stored_key, s->server_key);
+			password_scram_sha256_keys(plain, salt, *saltlen_r,
+			    *iter_r, s->stored_key, s->server_key);
 			s->user_ok = true;
 		}
 	}

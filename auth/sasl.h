@@ -12,6 +12,11 @@
  * the wire form the protocols share: base64 lines, "*" to cancel and "="
  * for an empty initial response (RFC 4954 §4, RFC 4959).
  *
+ * CRAM-MD5 works from a stored {CRAM-MD5} secret (the HMAC-MD5 contexts,
+ * password.h) or {PLAIN}; SCRAM-SHA-256 from {SCRAM-SHA-256} or {PLAIN}.
+ * Any other stored scheme (a crypt hash) cannot serve them: the exchange
+ * then fails as a wrong password would.
+ *
  * Every mechanism finishes with the server sending nothing more: SCRAM's
  * server-final message ("v=...") is sent as one more challenge, answered
  * by an empty response, which works in SMTP, POP3 and IMAP alike.
@@ -22,6 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "password.h"	/* MAX_SCRAM_ITERATIONS, the stored secrets */
+
 struct buf;
 struct sasl_server;
 
@@ -29,10 +36,8 @@ struct sasl_server;
 #define MAX_SASL_INPUT		8192
 /* Longest authentication or authorization identity. */
 #define MAX_SASL_USER		255
-/* Highest SCRAM iteration count accepted from a stored secret. */
-#define MAX_SCRAM_ITERATIONS	1000000
 /* Iteration count used when deriving SCRAM keys from a {PLAIN} secret. */
-#define SASL_SCRAM_ITERATIONS	4096
+#define SASL_SCRAM_ITERATIONS	PASSWORD_SCRAM_ITERATIONS
 
 enum sasl_result {
 	SASL_CONTINUE,		/* send *out as a challenge, await more */
@@ -108,7 +113,8 @@ const char *sasl_server_mech(const struct sasl_server *s);
 /*
  * Derive a stored SCRAM-SHA-256 secret from a password, in Dovecot's
  * format "{SCRAM-SHA-256}ITER,SALT,STOREDKEY,SERVERKEY" (base64 fields).
- * salt NULL = 16 random bytes.  Returns a malloc'ed string.
+ * salt NULL = 16 random bytes.  Returns a malloc'ed string.  The same as
+ * password_scram_sha256_secret().
  */
 char	*sasl_scram_sha256_secret(const char *password,
 	    const unsigned char *salt, size_t saltlen, unsigned int iter);

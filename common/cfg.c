@@ -145,8 +145,23 @@ cfg_current(void)
 {
 	if (cfg_cur == NULL)
 		cfg_cur = cfg_state_new(NULL);
-	cfg_eval = cfg_cur;
+	/* Written only when it changes: worker threads read the config. */
+	if (cfg_eval != cfg_cur)
+		cfg_eval = cfg_cur;
 	return cfg_cur;
+}
+
+/*
+ * Expand every known parameter now, so that later lookups only read
+ * (services call cfg_get() from worker threads).
+ */
+static void
+cfg_state_fill_cache(struct cfg_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < cfg_params_count; i++)
+		(void)cfg_slot_value(&st->known[i], 0);
 }
 
 static struct cfg_slot *
@@ -1474,6 +1489,7 @@ cfg_load(const char *path)
 	cfg_state_free(&cfg_cur);
 	cfg_cur = st;
 	cfg_eval = st;
+	cfg_state_fill_cache(st);
 	return 0;
 }
 
@@ -1539,6 +1555,7 @@ cfg_set(const char *name, const char *value, const char **error_r)
 		return -1;
 	}
 	free(old_raw);
+	cfg_state_fill_cache(st);
 	return 0;
 }
 

@@ -315,6 +315,9 @@ const struct cfg_param cfg_params[] = {
 	P_INT("local_delivery_at_accept_limit", "32", 1, 1024),
 
 	/* ---- added by master/admin ---- */
+	/* A pop3/imap mail process leaves after this long without a
+	 * session (login/mailproc.h; Postfix's max_idle for its daemons). */
+	P_TIME("mail_process_max_idle", "60s"),
 
 };
 

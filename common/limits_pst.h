@@ -25,4 +25,27 @@
 /* Length of an address, local part + '@' + domain (RFC 5321 §4.5.3.1). */
 #define MAX_ADDRESS		1024
 
+/* store: messages in one mailbox view. */
+#define MAX_STORE_MESSAGES	(4 * 1024 * 1024)
+/* store: bytes of a UID map file (postern-uidlist, dovecot-uidlist). */
+#define MAX_STORE_UIDLIST_SIZE	(512 * 1024 * 1024)
+/* store: one UID map line; longer lines are ignored as damaged. */
+#define MAX_STORE_UIDLIST_LINE	4096
+/* store: bytes of a dovecot-keywords file. */
+#define MAX_STORE_KEYWORDS_FILE	(64 * 1024)
+/* store: bytes of a mbox header value kept for the fingerprint. */
+#define MAX_STORE_MBOX_HDR	256
+
+/* IMAP command text of one command, literals excluded: the default of
+ * the imap_max_line_length parameter (Dovecot's default, 64 KiB). */
+#define MAX_IMAP_LINE		65536
+/* Literal bytes one IMAP command keeps in memory (APPEND messages are
+ * streamed, not kept). */
+#define MAX_IMAP_LITERAL	65536
+/* Nesting of IMAP parenthesized lists, and of SEARCH keys (OR, NOT). */
+#define MAX_IMAP_LIST_DEPTH	32
+#define MAX_IMAP_SEARCH_DEPTH	64
+/* Arguments of one IMAP command, list members included. */
+#define MAX_IMAP_ARGS		4096
+
 #endif

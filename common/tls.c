@@ -309,6 +309,37 @@ tls_server_ctx_set_protocols(struct tls_server_ctx *ctx, const char *min,
 }
 
 int
+tls_server_ctx_set_policy(struct tls_server_ctx *ctx,
+    const char *min_protocol, const char *ciphers, const char **error_r)
+{
+	char text[160];
+
+	if (min_protocol != NULL && *min_protocol != '\0' &&
+	    strcmp(min_protocol, "TLSv1.2") != 0 &&
+	    strcmp(min_protocol, "TLSv1.3") != 0) {
+		/* Nothing older than TLS 1.2 is spoken (DESIGN §8). */
+		(void)snprintf(text, sizeof(text), "ssl_min_protocol %.32s: "
+		    "not supported (TLSv1.2 or TLSv1.3)", min_protocol);
+		*error_r = tls_error_text(text);
+		return -1;
+	}
+	if (min_protocol != NULL && *min_protocol != '\0' &&
+	    tls_server_ctx_set_protocols(ctx, min_protocol, NULL,
+	    error_r) < 0)
+		return -1;
+	if (ciphers != NULL && *ciphers != '\0') {
+		ERR_clear_error();
+		if (SSL_CTX_set_cipher_list(ctx->ssl_ctx, ciphers) != 1) {
+			(void)snprintf(text, sizeof(text),
+			    "ssl_cipher_list %.64s", ciphers);
+			*error_r = tls_error(text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
 tls_client_ctx_set_protocols(struct tls_client_ctx *ctx, const char *min,
     const char *max, const char **error_r)
 {

@@ -60,6 +60,18 @@ int	tls_server_ctx_set_ciphers(struct tls_server_ctx *ctx,
  */
 int	tls_server_ctx_set_protocols(struct tls_server_ctx *ctx,
 	    const char *min, const char *max, const char **error_r);
+/*
+ * The admin's policy for a server context, from ssl_min_protocol and
+ * ssl_cipher_list: min_protocol "TLSv1.2" or "TLSv1.3" ("" keeps TLS
+ * 1.2), ciphers an OpenSSL cipher string for TLS 1.2 ("" keeps
+ * TLS_DEFAULT_CIPHERS; TLS 1.3 suites are not affected).  Every server
+ * (smtpd, the login processes) applies it to each context it makes, and
+ * posternd checks it at start.  0, or -1 with *error_r naming the
+ * setting.
+ */
+int	tls_server_ctx_set_policy(struct tls_server_ctx *ctx,
+	    const char *min_protocol, const char *ciphers,
+	    const char **error_r);
 void	tls_server_ctx_free(struct tls_server_ctx **ctxp);
 
 /*

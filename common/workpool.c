@@ -98,6 +98,12 @@ workpool_collect(int fd, int events, void *ctx)
 struct workpool *
 workpool_new(const char *name, int nthreads)
 {
+	return workpool_new_stack(name, nthreads, 0);
+}
+
+struct workpool *
+workpool_new_stack(const char *name, int nthreads, size_t stack_size)
+{
 	struct workpool *wp = xcalloc(1, sizeof(*wp));
 	pthread_attr_t attr;
 	int i;
@@ -111,7 +117,8 @@ workpool_new(const char *name, int nthreads)
 	wp->io = io_add(wp->efd, IOLOOP_READ, workpool_collect, wp);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, WORKPOOL_STACK);
+	pthread_attr_setstacksize(&attr, stack_size != 0 ? stack_size :
+	    WORKPOOL_STACK);
 	for (i = 0; i < nthreads; i++) {
 		pthread_t tid;
 		int err = pthread_create(&tid, &attr, workpool_worker, wp);

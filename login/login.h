@@ -40,8 +40,12 @@ struct login_proto {
 	void	(*greet)(struct login_client *c);
 	/*
 	 * New input is in login_client_input(c); consume what forms whole
-	 * commands with login_client_consume().  Not called while an auth
-	 * exchange or the hand-off is in progress, nor after close.
+	 * commands with login_client_consume().  Not called while the
+	 * auth service or posternd is being waited for, nor after close;
+	 * called while a SASL exchange waits for the client's response
+	 * (after AUTH_CLIENT_CONTINUE: pass the line on with
+	 * login_client_auth_continue()).  Called again as long as it
+	 * consumes input and the output queue is not long.
 	 */
 	void	(*input)(struct login_client *c);
 	/* STARTTLS/STLS handshake finished (no greeting is sent again). */
@@ -74,7 +78,9 @@ void	login_client_consume(struct login_client *c, size_t n);
  * Find one CRLF- (or LF-) terminated line at the start of the input:
  * returns its length without the line end and sets *consume_r to the
  * bytes including it; 0 with *consume_r 0 when no whole line yet;
- * -1 when the line is longer than LOGIN_MAX_LINE.
+ * -1 when the line is longer than LOGIN_MAX_LINE (consume *consume_r
+ * and answer with an error: the rest of that line, still to come, is
+ * dropped by the library before input() sees anything again).
  */
 ssize_t	login_client_line(struct login_client *c, size_t *consume_r);
 
@@ -102,9 +108,11 @@ void	login_client_starttls(struct login_client *c);
 
 /*
  * Authenticate: wraps auth_request_new() with this client's service, rip,
- * lip and secured flag.  On AUTH_CLIENT_OK with a ticket, the protocol
- * normally calls login_client_handoff() at once.  While a request is
- * running input() is not called.
+ * lip and secured flag.  cb gets the struct login_client * as its ctx.
+ * On AUTH_CLIENT_OK with a ticket, the protocol normally calls
+ * login_client_handoff() at once.  While the auth service is being
+ * waited for input() is not called.  The attempt, the user name and the
+ * mechanism go into the Disconnected/Login log lines.
  */
 void	login_client_auth(struct login_client *c, const char *mech,
 	    const char *initial, auth_request_cb *cb);
@@ -121,7 +129,12 @@ void	login_client_auth_continue(struct login_client *c, const char *line);
 void	login_client_handoff(struct login_client *c, const char *user,
 	    const char *ticket, const char *mech, const char *tag);
 
-/* Disconnect after flushing output; reason goes into the log line. */
+/*
+ * Disconnect after flushing output; reason goes into the log line:
+ * "Disconnected: REASON (no auth attempts in 2 secs): user=<>, ..."
+ * (a reason that starts with "Disconnected" is used as it is).  NULL:
+ * "Disconnected (...)".
+ */
 void	login_client_close(struct login_client *c, const char *reason);
 /* Count a bad command; true when the client was disconnected for it. */
 bool	login_client_bad(struct login_client *c);

@@ -11,7 +11,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Default of mail_process_max_idle (seconds). */
 #define MAILPROC_IDLE_EXIT	60
+/*
+ * Largest HANDOFF/SESSION packet (doc/internals.md): a pre-login line of
+ * pipelined bytes in base64 plus the user's name, home and mail location.
+ */
+#define MAILPROC_MAX_MSG	32768
 
 struct mailproc_session {
 	int		 fd;		/* client connection (or TLS relay) */

@@ -87,6 +87,41 @@ void	master_services_kill(void);
 void	master_status_write(void);
 /* Remove the status file (stop). */
 void	master_status_remove(void);
+/*
+ * In a child between fork and exec: own process group, default signal
+ * dispositions and mask, fds[0..n) moved to descriptors 3, 4, ...
+ * (close-on-exec cleared), every other descriptor above 2 closed, stdin
+ * from /dev/null.
+ */
+void	master_child_setup(const int *fds, size_t n);
+/* 0 when path is a regular file we may execute, else -1 with errno. */
+int	master_executable(const char *path);
+/* In a child: POSTERN_MODE, POSTERN_CONFIG, POSTERN_LOG_STDERR,
+ * POSTERN_DEBUG as every service gets them. */
+void	master_child_env(void);
+/*
+ * Whether the listeners of listen_service ("pop3", "imaps", ...) have a
+ * process to serve them: the login services are optional and run only
+ * when their executable is in $daemon_directory.  false with the reason
+ * in *why_r (static storage).
+ */
+bool	master_services_listener_ok(const char *listen_service,
+	    const char **why_r);
+
+/* ---- master_handoff.c: login -> posternd -> mail process ---- */
+
+/* A login process was started; fd is posternd's end of its socketpair. */
+void	master_handoff_login_add(pid_t pid, const char *proto, int fd);
+/* A login process exited: forget it (hand-offs in flight are dropped). */
+void	master_handoff_login_gone(pid_t pid);
+/* A child exited: true when it was a mail process (then logged). */
+bool	master_handoff_reaped(pid_t pid, int status);
+/* Send signo to every mail process. */
+void	master_handoff_signal(int signo);
+/* Mail processes still running. */
+size_t	master_handoff_running(void);
+/* Stop: fail hand-offs in flight, SIGTERM every mail process. */
+void	master_handoff_stop(void);
 
 /* ---- posternd.c ---- */
 

@@ -49,17 +49,42 @@ struct master_service {
 	unsigned		 backoff;	/* seconds before next restart */
 	struct timer		*restart_timer;
 	bool			 restart_now;	/* reload asked for a restart */
+	/*
+	 * Login services (pop3-login, imap-login): the protocol whose
+	 * sessions they hand to posternd over a socketpair
+	 * (master_handoff.c), or NULL.  They are optional: started only
+	 * when their executable exists and they have a listener.
+	 */
+	const char		*login_proto;
+	bool			 disabled;	/* login service not wanted */
 };
 
 static const char *const smtpd_listen_services[] = {
 	"smtp", "submission", "smtps", NULL
 };
+static const char *const pop3_login_listen_services[] = {
+	"pop3", "pop3s", NULL
+};
+static const char *const imap_login_listen_services[] = {
+	"imap", "imaps", NULL
+};
 
-/* Start order: the delivery side first, so mail never waits for it. */
+/*
+ * Start order: auth first (root: PAM and shadow need it), so smtpd and
+ * the login processes find its socket; then the delivery side, so mail
+ * never waits for it.
+ */
 static struct master_service master_services[] = {
-	{ "local", true, NULL, 0, 0, 0, 0, 0, NULL, false },
-	{ "qmgr", false, NULL, 0, 0, 0, 0, 0, NULL, false },
-	{ "smtpd", false, smtpd_listen_services, 0, 0, 0, 0, 0, NULL, false },
+	{ .name = "auth", .needs_root = true },
+	{ .name = "local", .needs_root = true },
+	{ .name = "qmgr" },
+	{ .name = "smtpd", .listen_services = smtpd_listen_services },
+	/* Started as root: they chroot and drop to run_user themselves
+	 * once their certificate is loaded (doc/internals.md). */
+	{ .name = "pop3-login", .listen_services = pop3_login_listen_services,
+	    .login_proto = "pop3" },
+	{ .name = "imap-login", .listen_services = imap_login_listen_services,
+	    .login_proto = "imap" },
 };
 
 #define MASTER_SERVICE_COUNT \
@@ -87,10 +112,13 @@ master_services_check(const char **error_r)
 	size_t i;
 
 	for (i = 0; i < MASTER_SERVICE_COUNT; i++) {
-		char *path = master_service_path(&master_services[i]);
+		char *path;
 		int err = 0;
 
-		if (access(path, X_OK) < 0)
+		if (master_services[i].login_proto != NULL)
+			continue;	/* optional: master_service_wanted() */
+		path = master_service_path(&master_services[i]);
+		if (master_executable(path) < 0)
 			err = errno;
 		if (err != 0) {
 			snprintf(errbuf, sizeof(errbuf),
@@ -103,6 +131,21 @@ master_services_check(const char **error_r)
 		free(path);
 	}
 	return 0;
+}
+
+int
+master_executable(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -1;
+	/* A directory passes access(X_OK): say what exec would. */
+	if (!S_ISREG(st.st_mode)) {
+		errno = EACCES;
+		return -1;
+	}
+	return access(path, X_OK);
 }
 
 static bool
@@ -187,6 +230,124 @@ master_child_signals(void)
 	(void)sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
+/*
+ * In the child of a login service: the socketpair end to posternd goes
+ * to descriptor fdnum (after the listeners), and in root mode the
+ * process learns where to chroot and whom to become.  It starts as
+ * root: it must load its certificate and configuration before it
+ * chroots, and chroot(2) needs root; it reads no network byte before
+ * it has dropped to run_user (login.c).
+ */
+static void
+master_child_login_env(int master_fd, size_t fdnum, int *slot)
+{
+	char num[32];
+
+	*slot = master_fd;
+	snprintf(num, sizeof(num), "%zu", fdnum);
+	setenv("POSTERN_MASTER_FD", num, 1);
+	if (master.root_mode) {
+		char *dir = master_data_path("login");
+
+		setenv("POSTERN_LOGIN_CHROOT", dir, 1);
+		free(dir);
+		snprintf(num, sizeof(num), "%ld", (long)master.run_uid);
+		setenv("POSTERN_LOGIN_UID", num, 1);
+		snprintf(num, sizeof(num), "%ld", (long)master.run_gid);
+		setenv("POSTERN_LOGIN_GID", num, 1);
+	} else {
+		unsetenv("POSTERN_LOGIN_CHROOT");
+		unsetenv("POSTERN_LOGIN_UID");
+		unsetenv("POSTERN_LOGIN_GID");
+	}
+}
+
+void
+master_child_setup(const int *fds, size_t n)
+{
+	(void)setpgid(0, 0);	/* terminal ^C goes to posternd only */
+	master_child_signals();
+	master_child_fds(fds, n);
+}
+
+void
+master_child_env(void)
+{
+	if (master.foreground)
+		setenv("POSTERN_LOG_STDERR", "1", 1);
+	else
+		unsetenv("POSTERN_LOG_STDERR");
+	if (master.debug)
+		setenv("POSTERN_DEBUG", "1", 1);
+	setenv("POSTERN_MODE", master.root_mode ? "root" : "user", 1);
+	setenv("POSTERN_CONFIG", master.config_path, 1);
+}
+
+/* Whether svc has at least one listener (bound, or bound before start). */
+static bool
+master_service_has_listener(const struct master_service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < master.listener_count; i++) {
+		const struct master_listener *l = &master.listeners[i];
+
+		if ((l->fd >= 0 || l->pending) &&
+		    master_service_takes(svc, l->service))
+			return true;
+	}
+	return false;
+}
+
+/* Whether svc should run now: always, except login services without
+ * listeners or without their executable. */
+static bool
+master_service_wanted(const struct master_service *svc)
+{
+	char *path;
+	bool ok;
+
+	if (svc->login_proto == NULL)
+		return true;
+	if (!master_service_has_listener(svc))
+		return false;
+	path = master_service_path(svc);
+	ok = master_executable(path) == 0;
+	free(path);
+	return ok;
+}
+
+bool
+master_services_listener_ok(const char *listen_service, const char **why_r)
+{
+	static char why[512];
+	size_t i;
+
+	for (i = 0; i < MASTER_SERVICE_COUNT; i++) {
+		const struct master_service *svc = &master_services[i];
+		char *path;
+		int err = 0;
+
+		if (!master_service_takes(svc, listen_service))
+			continue;
+		if (svc->login_proto == NULL)
+			return true;
+		path = master_service_path(svc);
+		if (master_executable(path) < 0)
+			err = errno;
+		if (err != 0)
+			snprintf(why, sizeof(why), "%s: %s", path,
+			    strerror(err));
+		free(path);
+		if (err == 0)
+			return true;
+		*why_r = why;
+		return false;
+	}
+	*why_r = "not available in this version";
+	return false;
+}
+
 static void
 master_service_spawn(struct master_service *svc)
 {
@@ -195,12 +356,19 @@ master_service_spawn(struct master_service *svc)
 	size_t i, n = 0;
 	char *path;
 	pid_t pid, parent = getpid();
+	int sp[2] = { -1, -1 };
 
 	if (svc->listen_services != NULL)
 		master_listeners_bind_pending();
+	if (svc->login_proto != NULL && socketpair(AF_UNIX,
+	    SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_error("socketpair for %s: %m", svc->name);
+		svc->pid = 0;
+		return;
+	}
 	path = master_service_path(svc);
 	buf_init(&env, 0);
-	fds = xreallocarray(NULL, master.listener_count + 1, sizeof(int));
+	fds = xreallocarray(NULL, master.listener_count + 2, sizeof(int));
 	for (i = 0; i < master.listener_count; i++) {
 		const struct master_listener *l = &master.listeners[i];
 
@@ -216,6 +384,10 @@ master_service_spawn(struct master_service *svc)
 	pid = fork();
 	if (pid < 0) {
 		log_error("fork for %s: %m", path);
+		if (sp[0] >= 0) {
+			(void)close(sp[0]);
+			(void)close(sp[1]);
+		}
 		free(path);
 		free(fds);
 		buf_free(&env);
@@ -226,22 +398,16 @@ master_service_spawn(struct master_service *svc)
 	if (pid == 0) {
 		char *argv[4];
 
-		(void)setpgid(0, 0);	/* terminal ^C goes to posternd only */
-		master_child_signals();
 		if (n > 0)
 			setenv("POSTERN_LISTEN", buf_cstr(&env), 1);
 		else
 			unsetenv("POSTERN_LISTEN");
-		if (master.foreground)
-			setenv("POSTERN_LOG_STDERR", "1", 1);
-		else
-			unsetenv("POSTERN_LOG_STDERR");
-		if (master.debug)
-			setenv("POSTERN_DEBUG", "1", 1);
-		setenv("POSTERN_MODE", master.root_mode ? "root" : "user", 1);
-		setenv("POSTERN_CONFIG", master.config_path, 1);
-		master_child_fds(fds, n);
-		if (master.root_mode && !svc->needs_root)
+		master_child_env();
+		if (svc->login_proto != NULL)
+			master_child_login_env(sp[1], 3 + n, &fds[n]);
+		master_child_setup(fds, svc->login_proto != NULL ? n + 1 : n);
+		if (master.root_mode && !svc->needs_root &&
+		    svc->login_proto == NULL)
 			master_child_drop();
 		/* Set after the uid change: a credential change clears it. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -258,6 +424,10 @@ master_service_spawn(struct master_service *svc)
 	svc->pid = pid;
 	svc->started = time(NULL);
 	svc->started_ms = ioloop_now_ms();
+	if (svc->login_proto != NULL) {
+		(void)close(sp[1]);
+		master_handoff_login_add(pid, svc->login_proto, sp[0]);
+	}
 	log_debug("started %s pid %ld", path, (long)pid);
 	free(path);
 	free(fds);
@@ -272,6 +442,11 @@ master_service_restart_cb(void *ctx)
 	svc->restart_timer = NULL;
 	if (master.stopping || svc->pid != 0)
 		return;
+	if (!master_service_wanted(svc)) {
+		svc->disabled = true;
+		master_status_write();
+		return;
+	}
 	svc->restarts++;
 	master_service_spawn(svc);
 	if (svc->pid != 0)
@@ -292,6 +467,9 @@ master_services_start(void)
 		struct master_service *svc = &master_services[i];
 
 		if (svc->pid != 0 || svc->restart_timer != NULL)
+			continue;
+		svc->disabled = !master_service_wanted(svc);
+		if (svc->disabled)
 			continue;
 		master_service_spawn(svc);
 		if (svc->pid == 0)
@@ -322,8 +500,15 @@ master_service_exited(struct master_service *svc, pid_t pid, int status)
 	unsigned delay;
 
 	svc->pid = 0;
+	if (svc->login_proto != NULL)
+		master_handoff_login_gone(pid);
 	if (master.stopping)
 		return;
+	if (svc->disabled) {
+		/* A reload took its listeners away: it was asked to go. */
+		svc->restart_now = false;
+		return;
+	}
 	if (svc->restart_now) {
 		/* It was asked to exit by a reload that changed its
 		 * listeners: start it again at once. */
@@ -357,6 +542,94 @@ master_service_exited(struct master_service *svc, pid_t pid, int status)
 	    master_service_restart_cb, svc);
 }
 
+/*
+ * Login processes replaced by a reload: they closed their listeners and
+ * finish the clients they have (TLS sessions they relay may last long),
+ * while a fresh one serves new connections.
+ */
+static pid_t *master_retired;
+static size_t master_retired_count;
+
+static bool
+master_retired_remove(pid_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < master_retired_count; i++) {
+		if (master_retired[i] == pid) {
+			master_retired[i] =
+			    master_retired[--master_retired_count];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether a listener of svc waits to be bound until the old one lets go. */
+static bool
+master_service_has_pending(const struct master_service *svc)
+{
+	size_t i;
+
+	for (i = 0; i < master.listener_count; i++)
+		if (master.listeners[i].pending &&
+		    master_service_takes(svc, master.listeners[i].service))
+			return true;
+	return false;
+}
+
+/*
+ * Reload of a login service.  A login process is chrooted: it cannot
+ * read the configuration or its certificate again, so every reload
+ * replaces it.  The old one gets SIGTERM (it stops accepting and ends
+ * when its clients are gone) and a new one starts at once, unless one of
+ * its new listeners can only be bound once the old process let go of
+ * the address: then the new one starts when the old one exited.
+ */
+static void
+master_service_reload_login(struct master_service *svc)
+{
+	bool wanted = master_service_wanted(svc);
+
+	if (svc->pid <= 0) {
+		if (wanted && svc->restart_timer == NULL) {
+			svc->disabled = false;
+			master_service_spawn(svc);
+			if (svc->pid == 0)
+				svc->restart_timer = timer_add(
+				    (uint64_t)svc->backoff * 1000,
+				    master_service_restart_cb, svc);
+		} else if (!wanted) {
+			timer_remove(&svc->restart_timer);
+			svc->disabled = true;
+		}
+		return;
+	}
+	if (!wanted) {
+		svc->disabled = true;
+		(void)kill(svc->pid, SIGTERM);
+		return;
+	}
+	svc->disabled = false;
+	if (master_service_has_pending(svc)) {
+		svc->restart_now = true;
+		(void)kill(svc->pid, SIGTERM);
+		return;
+	}
+	(void)kill(svc->pid, SIGTERM);
+	master_retired = xreallocarray(master_retired,
+	    master_retired_count + 1, sizeof(*master_retired));
+	master_retired[master_retired_count++] = svc->pid;
+	svc->pid = 0;
+	master_service_spawn(svc);
+	if (svc->pid != 0)
+		log_debug("restarted %s for the new configuration (pid %ld)",
+		    svc->name, (long)svc->pid);
+	else
+		svc->restart_timer = timer_add((uint64_t)svc->backoff * 1000,
+		    master_service_restart_cb, svc);
+}
+
 void
 master_services_reap(void)
 {
@@ -367,6 +640,10 @@ master_services_reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if ((svc = master_service_by_pid(pid)) != NULL)
 			master_service_exited(svc, pid, status);
+		else if (master_retired_remove(pid))
+			master_handoff_login_gone(pid);
+		else
+			(void)master_handoff_reaped(pid, status);
 	}
 	master_status_write();
 }
@@ -379,6 +656,7 @@ master_services_signal(int signo)
 	for (i = 0; i < MASTER_SERVICE_COUNT; i++)
 		if (master_services[i].pid > 0)
 			(void)kill(master_services[i].pid, signo);
+	master_handoff_signal(signo);
 }
 
 void
@@ -389,6 +667,10 @@ master_services_reload(bool listeners_changed)
 	for (i = 0; i < MASTER_SERVICE_COUNT; i++) {
 		struct master_service *svc = &master_services[i];
 
+		if (svc->login_proto != NULL) {
+			master_service_reload_login(svc);
+			continue;
+		}
 		if (svc->pid <= 0)
 			continue;
 		if (listeners_changed && svc->listen_services != NULL) {
@@ -402,6 +684,8 @@ master_services_reload(bool listeners_changed)
 		} else
 			(void)kill(svc->pid, SIGHUP);
 	}
+	/* Mail processes re-read the configuration for new sessions. */
+	master_handoff_signal(SIGHUP);
 }
 
 size_t
@@ -412,7 +696,7 @@ master_services_running(void)
 	for (i = 0; i < MASTER_SERVICE_COUNT; i++)
 		if (master_services[i].pid > 0)
 			n++;
-	return n;
+	return n + master_retired_count + master_handoff_running();
 }
 
 size_t
@@ -428,6 +712,9 @@ master_services_stop(void)
 		if (svc->pid > 0)
 			(void)kill(svc->pid, SIGTERM);
 	}
+	for (i = 0; i < master_retired_count; i++)
+		(void)kill(master_retired[i], SIGTERM);
+	master_handoff_stop();
 	return master_services_running();
 }
 
@@ -446,6 +733,9 @@ master_services_kill(void)
 			(void)kill(svc->pid, SIGKILL);
 		}
 	}
+	for (i = 0; i < master_retired_count; i++)
+		(void)kill(master_retired[i], SIGKILL);
+	master_handoff_signal(SIGKILL);
 }
 
 void
@@ -463,6 +753,8 @@ master_status_write(void)
 	for (i = 0; i < MASTER_SERVICE_COUNT; i++) {
 		const struct master_service *svc = &master_services[i];
 
+		if (svc->disabled)
+			continue;
 		fprintf(fp, "%s %ld %lld %u\n", svc->name,
 		    (long)(svc->pid > 0 ? svc->pid : 0),
 		    (long long)svc->started, svc->restarts);

@@ -50,23 +50,25 @@
 struct master_state master;
 
 /* The *_listen parameters, the listener service names they stand for,
- * and whether this version has a service behind them. */
+ * and whether this version has a service behind them (the login
+ * services also need their executable: master_services_listener_ok). */
 struct master_listen_param {
 	const char	*param;
 	const char	*service;
 	bool		 available;
 	bool		 skipped;	/* configured but not available */
 	bool		 warned;	/* "not available" logged once */
+	const char	*why;		/* why skipped (static storage) */
 };
 
 static struct master_listen_param master_listen_params[] = {
-	{ "smtp_listen",	"smtp",		true,	false,	false },
-	{ "submission_listen",	"submission",	true,	false,	false },
-	{ "smtps_listen",	"smtps",	true,	false,	false },
-	{ "pop3_listen",	"pop3",		false,	false,	false },
-	{ "pop3s_listen",	"pop3s",	false,	false,	false },
-	{ "imap_listen",	"imap",		false,	false,	false },
-	{ "imaps_listen",	"imaps",	false,	false,	false },
+	{ "smtp_listen",	"smtp",		true,	false,	false, NULL },
+	{ "submission_listen",	"submission",	true,	false,	false, NULL },
+	{ "smtps_listen",	"smtps",	true,	false,	false, NULL },
+	{ "pop3_listen",	"pop3",		true,	false,	false, NULL },
+	{ "pop3s_listen",	"pop3s",	true,	false,	false, NULL },
+	{ "imap_listen",	"imap",		true,	false,	false, NULL },
+	{ "imaps_listen",	"imaps",	true,	false,	false, NULL },
 };
 
 #define MASTER_LISTEN_PARAM_COUNT \
@@ -172,6 +174,31 @@ master_lookup_run_user(const char **error_r)
 	return 0;
 }
 
+/*
+ * Root mode: $data_directory/login, the directory the login processes
+ * chroot to.  It holds nothing but the auth socket the auth service binds
+ * there, and must belong to root and be writable by root only: a login
+ * process, were it taken over, must not be able to plant anything in it.
+ */
+static void
+master_make_login_dir(void)
+{
+	char *dir = master_data_path("login");
+	struct stat st;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		master_fatal("cannot create %s: %s", dir, strerror(errno));
+	if (lstat(dir, &st) < 0)
+		master_fatal("%s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		master_fatal("%s is not a directory", dir);
+	if ((st.st_uid != 0 || st.st_gid != 0) && chown(dir, 0, 0) < 0)
+		master_fatal("chown %s: %s", dir, strerror(errno));
+	if ((st.st_mode & 07777) != 0755 && chmod(dir, 0755) < 0)
+		master_fatal("chmod %s: %s", dir, strerror(errno));
+	free(dir);
+}
+
 static void
 master_make_dirs(void)
 {
@@ -188,6 +215,8 @@ master_make_dirs(void)
 	    (uid_t)-1, master.root_mode ? master.run_gid : (gid_t)-1,
 	    &error) < 0)
 		master_fatal("queue_directory %s: %s", qdir, error);
+	if (master.root_mode)
+		master_make_login_dir();
 }
 
 /*
@@ -234,6 +263,57 @@ master_make_cert(void)
 	free(dir);
 	free(cert);
 	free(key);
+}
+
+/*
+ * A certificate or key the admin configured (smtpd_tls_cert_file/key_file,
+ * ssl_cert/ssl_key) that cannot be loaded, or an unusable
+ * ssl_min_protocol / ssl_cipher_list, fails the start with one line
+ * naming the file or the setting, instead of services running without
+ * TLS.  The policy is also tried on the self-signed pair.
+ */
+static void
+master_check_tls(void)
+{
+	const char *level = cfg_get("smtpd_tls_security_level");
+	bool ssl = strcmp(cfg_get("ssl"), "no") != 0;
+	const char *cert[2], *key[2], *error = NULL;
+	char *dcert = NULL, *dkey = NULL;
+	struct tls_server_ctx *ctx;
+	int i, n = 0;
+
+	if (strcmp(level, "none") == 0 && !ssl)
+		return;
+	if (*level == '\0' && !ssl)
+		return;
+	cert[n] = cfg_get("smtpd_tls_cert_file");
+	key[n] = cfg_get("smtpd_tls_key_file");
+	if (*cert[n] != '\0')
+		n++;
+	cert[n] = cfg_get("ssl_cert");
+	key[n] = cfg_get("ssl_key");
+	if (*cert[n] != '\0')
+		n++;
+	if (n == 0) {
+		dcert = master_data_path("ssl/postern.crt");
+		dkey = master_data_path("ssl/postern.key");
+		if (access(dcert, F_OK) == 0 && access(dkey, F_OK) == 0) {
+			cert[n] = dcert;
+			key[n++] = dkey;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		/* Postfix: the key may be in the certificate file. */
+		ctx = tls_server_ctx_new(cert[i], *key[i] != '\0' ? key[i] :
+		    cert[i], &error);
+		if (ctx == NULL || tls_server_ctx_set_policy(ctx,
+		    cfg_get("ssl_min_protocol"), cfg_get("ssl_cipher_list"),
+		    &error) < 0)
+			master_fatal("TLS: %s", error != NULL ? error : "?");
+		tls_server_ctx_free(&ctx);
+	}
+	free(dcert);
+	free(dkey);
 }
 
 /*
@@ -518,7 +598,9 @@ master_listeners_wanted(struct master_listener **v_r, size_t *n_r,
 		struct master_listen_param *p = &master_listen_params[i];
 		char **elems = cfg_get_list(p->param);
 
-		if (elems[0] != NULL && !p->available) {
+		p->why = "not available in this version";
+		if (elems[0] != NULL && (!p->available ||
+		    !master_services_listener_ok(p->service, &p->why))) {
 			/* Logged once the listeners are bound, so that a
 			 * bind error is the only line of a failed start. */
 			p->skipped = true;
@@ -555,8 +637,7 @@ master_log_skipped(void)
 		struct master_listen_param *p = &master_listen_params[i];
 
 		if (p->skipped && !p->warned)
-			log_info("not starting %s: not available in this "
-			    "version", p->service);
+			log_info("not starting %s: %s", p->service, p->why);
 		if (p->skipped)
 			p->warned = true;
 		p->skipped = false;
@@ -1003,6 +1084,7 @@ main(int argc, char *argv[])
 	/* After the listeners: a bind error stays the only line of a
 	 * failed start. */
 	master_make_cert();
+	master_check_tls();
 
 	if (!master.foreground)
 		ready_fd = master_daemonize();

@@ -53,6 +53,7 @@
 #include "local.h"
 #include "log.h"
 #include "queue_list.h"
+#include "store.h"
 #include "str.h"
 #include "xmalloc.h"
 
@@ -301,11 +302,8 @@ static void
 local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
 {
 	const char *cmd = cfg_get("mailbox_command");
-	const char *loc = cfg_get("mail_location");
-	char **parts;
-	char *tmpl = NULL, *path;
-	bool mbox;
-	size_t i;
+	struct store_location sl;
+	const char *err;
 
 	/* Postfix: mailbox_command comes before home_mailbox and the spool. */
 	if (cmd[0] != '\0') {
@@ -313,60 +311,21 @@ local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
 		    &it->result);
 		return;
 	}
-	if (str_starts_case(loc, "maildir:"))
-		mbox = false;
-	else if (str_starts_case(loc, "mbox:"))
-		mbox = true;
-	else {
-		local_result_set(&it->result, LOCAL_DEFER, "4.3.0",
-		    "unsupported mail_location: %.100s", loc);
+	/* The store's reading of mail_location, so that pop3 and imap find
+	 * exactly the inbox delivered to. */
+	if (store_location_parse(cfg_get("mail_location"), it->privs.user,
+	    it->privs.home, cfg_get("mail_spool_directory"), &sl,
+	    &err) < 0) {
+		local_result_set(&it->result, LOCAL_DEFER, "4.3.0", "%s", err);
 		return;
 	}
-	/* Dovecot syntax: TYPE:PATH[:KEY=VALUE]...; INBOX= names the inbox. */
-	parts = strv_split(strchr(loc, ':') + 1, ":");
-	for (i = 0; parts[i] != NULL; i++) {
-		if (i == 0 && strchr(parts[i], '=') == NULL)
-			tmpl = parts[i];
-		else if (str_starts_case(parts[i], "INBOX="))
-			tmpl = parts[i] + 6;
-	}
-	path = tmpl != NULL ? cfg_expand_user(tmpl, it->privs.user,
-	    it->privs.home) : NULL;
-	strv_free(&parts);
-	if (mbox && path != NULL) {
-		struct stat st;
-
-		/*
-		 * "mbox:~/Mailbox" (home_mailbox = Mailbox) names the inbox
-		 * file; "mbox:~/mail" names a directory of folders, whose
-		 * inbox is the spool file, as Dovecot finds it.
-		 */
-		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-			free(path);
-			path = xasprintf("%s/%s",
-			    cfg_get("mail_spool_directory"), it->privs.user);
-		}
-	}
-	if (path == NULL || path[0] != '/') {
-		local_result_set(&it->result, LOCAL_DEFER, "4.3.0",
-		    "mail_location gives no absolute path for %s",
-		    it->privs.user);
-		free(path);
-		return;
-	}
-	if (!mbox)
-		local_maildir_deliver(m, path, it->address, &it->privs,
+	if (sl.format == STORE_FORMAT_MAILDIR)
+		local_maildir_deliver(m, sl.inbox, it->address, &it->privs,
 		    &it->result);
-	else {
-		const char *spool = cfg_get("mail_spool_directory");
-		size_t sl = strlen(spool);
-		bool in_spool = sl > 0 && strncmp(path, spool, sl) == 0 &&
-		    path[sl] == '/' && strchr(path + sl + 1, '/') == NULL;
-
-		local_mbox_deliver(m, path, it->address, &it->privs, in_spool,
-		    true, &it->result);
-	}
-	free(path);
+	else
+		local_mbox_deliver(m, sl.inbox, it->address, &it->privs,
+		    sl.inbox_in_spool, true, &it->result);
+	store_location_free(&sl);
 }
 
 static void

@@ -7,6 +7,7 @@
  *
  * One event loop serves every session; queue commits run in a thread pool
  * and local mail may be delivered at accept by local (smtpd_data.c).
+ * SMTP AUTH asks the auth service over $smtpd_sasl_path (smtpd_auth.c).
  * SIGHUP re-reads the configuration for new sessions; SIGTERM closes the
  * listeners, says 421 to idle sessions, lets transactions in progress
  * (a commit, a delivery at accept) finish and exits when no session is
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth_client.h"
 #include "cfg.h"
 #include "ioloop.h"
 #include "local_client.h"
@@ -45,8 +47,7 @@
 
 struct smtpd_listener {
 	int		 fd;
-	bool		 local;		/* public/pickup */
-	bool		 smtps;		/* implicit TLS (RFC 8314) */
+	enum smtpd_service service;
 	struct io	*io;
 	struct timer	*pause;		/* accepting paused (EMFILE) */
 };
@@ -66,6 +67,9 @@ static uint64_t smtpd_stop_deadline;
  * smtpd_tls_cert_file/key_file, else Dovecot's ssl_cert/ssl_key, else
  * the self-signed pair posternd made in data_directory.  The level:
  * smtpd_tls_security_level when set, else none for ssl = no, else may.
+ * ssl_min_protocol and ssl_cipher_list apply as to every server context.
+ * posternd refuses to start when a configured pair cannot be loaded, so
+ * a failure here (files changed since) only costs TLS.
  */
 static void
 smtpd_settings_tls(struct smtpd_settings *set)
@@ -102,6 +106,10 @@ smtpd_settings_tls(struct smtpd_settings *set)
 	if (*key == '\0')
 		key = cert;	/* Postfix: the key may be in the cert file */
 	set->tls_ctx = tls_server_ctx_new(cert, key, &error);
+	if (set->tls_ctx != NULL &&
+	    tls_server_ctx_set_policy(set->tls_ctx, cfg_get("ssl_min_protocol"),
+	    cfg_get("ssl_cipher_list"), &error) < 0)
+		tls_server_ctx_free(&set->tls_ctx);
 	if (set->tls_ctx == NULL)
 		log_warning("TLS unavailable: %s", error != NULL ? error :
 		    "cannot load the certificate");
@@ -150,6 +158,15 @@ smtpd_settings_load(void)
 	}
 	set->lrm = smtpd_check_lrm_new();
 	smtpd_settings_tls(set);
+	set->sasl_enable = cfg_get_bool("smtpd_sasl_auth_enable");
+	set->sasl_broken = cfg_get_bool("broken_sasl_auth_clients");
+	set->sasl_header = cfg_get_bool("smtpd_sasl_authenticated_header");
+	set->tls_auth_only = cfg_get_bool("smtpd_tls_auth_only");
+	set->plaintext_disabled = cfg_get_bool("disable_plaintext_auth");
+	set->plaintext_loopback = cfg_get_bool("plaintext_auth_loopback");
+	set->submission_auth = cfg_get_bool("submission_auth_required");
+	set->delay_reject = cfg_get_bool("smtpd_delay_reject");
+	smtpd_check_settings_load(set);
 	return set;
 }
 
@@ -176,6 +193,7 @@ smtpd_settings_unref(struct smtpd_settings **setp)
 	free(set->queue_dir);
 	free(set->mynetworks);
 	smtpd_check_lrm_free(&set->lrm);
+	smtpd_check_settings_free(set);
 	tls_server_ctx_free(&set->tls_ctx);
 	free(set);
 }
@@ -219,12 +237,12 @@ smtpd_accept(int fd, int events, void *ctx)
 				log_warning("accept: %m");
 			return;
 		}
-		smtpd_session_new(c, l->local, l->smtps);
+		smtpd_session_new(c, l->service);
 	}
 }
 
 static void
-smtpd_listener_add(int fd, bool local, bool smtps)
+smtpd_listener_add(int fd, enum smtpd_service service)
 {
 	struct smtpd_listener *l;
 	int flags = fcntl(fd, F_GETFL);
@@ -237,8 +255,7 @@ smtpd_listener_add(int fd, bool local, bool smtps)
 	l = &smtpd_listeners[smtpd_listener_count++];
 	memset(l, 0, sizeof(*l));
 	l->fd = fd;
-	l->local = local;
-	l->smtps = smtps;
+	l->service = service;
 }
 
 /* POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." with ADDR "[v6]" or v4. */
@@ -267,14 +284,15 @@ smtpd_listen_env(void)
 		*rest = '\0';
 		if (str_to_ll(item, 0, 65535, &fd) < 0)
 			goto bad;
-		if (strcmp(svc, "smtp") != 0 &&
-		    strcmp(svc, "submission") != 0 &&
-		    strcmp(svc, "smtps") != 0) {
+		if (strcmp(svc, "smtp") == 0)
+			smtpd_listener_add((int)fd, SMTPD_SERVICE_SMTP);
+		else if (strcmp(svc, "submission") == 0)
+			smtpd_listener_add((int)fd, SMTPD_SERVICE_SUBMISSION);
+		else if (strcmp(svc, "smtps") == 0)
+			smtpd_listener_add((int)fd, SMTPD_SERVICE_SMTPS);
+		else
 			log_warning("POSTERN_LISTEN: service %s not supported "
 			    "here, ignoring fd %lld", svc, fd);
-			continue;
-		}
-		smtpd_listener_add((int)fd, false, strcmp(svc, "smtps") == 0);
 		continue;
 bad:
 		log_fatal("bad POSTERN_LISTEN element: %s", items[i]);
@@ -294,7 +312,7 @@ smtpd_listen_pickup(void)
 		log_error("%s: %m; no local submission", smtpd_pickup_path);
 		return;
 	}
-	smtpd_listener_add(fd, true, false);
+	smtpd_listener_add(fd, SMTPD_SERVICE_PICKUP);
 }
 
 static void
@@ -398,6 +416,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	ioloop_init();
 	smtpd_settings = smtpd_settings_load();
+	/* Connected at the first EHLO that offers AUTH; a reload does not
+	 * move the socket (smtpd_sasl_path takes a restart). */
+	auth_client_init(cfg_get("smtpd_sasl_path"));
 
 	smtpd_listen_env();
 	smtpd_listen_pickup();
@@ -417,6 +438,7 @@ main(int argc, char **argv)
 
 	ioloop_run();
 	smtpd_sessions_exit();
+	auth_client_deinit();
 	smtpd_data_pool_stop();
 	/* Closes the lookup tables (sessions still open keep their own). */
 	smtpd_settings_unref(&smtpd_settings);

@@ -12,7 +12,8 @@
  *   smtpd_data.c     DATA/BDAT into the queue file, header scan, delivery
  *                    at accept (local_client.h), commit pool (fsync off
  *                    the event loop)
- *   smtpd_check.c    recipient and relay decisions
+ *   smtpd_check.c    recipient, relay and sender decisions
+ *   smtpd_auth.c     SMTP AUTH (RFC 4954) through the auth service
  */
 #ifndef POSTERN_SMTPD_H
 #define POSTERN_SMTPD_H
@@ -22,10 +23,13 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "limits_pst.h"
 #include "netaddr.h"
 #include "queue_file.h"
 #include "smtpd_parse.h"
 #include "tls.h"
+
+struct auth_request;
 
 /* Sessions one smtpd process serves at once; more get 421 at connect. */
 #define SMTPD_MAX_SESSIONS	4096
@@ -39,6 +43,14 @@
 #define SMTPD_MAX_MSGID		998
 /* Seconds a SIGTERM'ed smtpd waits for transactions in progress. */
 #define SMTPD_SHUTDOWN_WAIT	30
+/*
+ * A client's line during a SASL exchange, CRLF included.  RFC 4954 §4
+ * calls 12288 enough for deployed mechanisms; ours must also fit, base64
+ * as it is, into one auth protocol line (MAX_IPC_LINE), so a little less.
+ */
+#define SMTPD_MAX_AUTH_LINE	(MAX_IPC_LINE - 256)
+/* Authenticated user name kept for the log and the Received header. */
+#define SMTPD_MAX_SASL_USER	256
 
 /*
  * The configuration as one session sees it: taken at connect, so a reload
@@ -67,6 +79,20 @@ struct smtpd_settings {
 	/* TLS (DESIGN §8): NULL when no certificate is usable */
 	struct tls_server_ctx *tls_ctx;
 	int		 tls_level;	/* SMTPD_TLS_* */
+
+	/* SMTP AUTH (RFC 4954) and the submission policy */
+	bool		 sasl_enable;	/* smtpd_sasl_auth_enable (port 25) */
+	bool		 sasl_broken;	/* broken_sasl_auth_clients */
+	bool		 sasl_header;	/* smtpd_sasl_authenticated_header */
+	bool		 tls_auth_only;	/* smtpd_tls_auth_only */
+	bool		 plaintext_disabled; /* disable_plaintext_auth */
+	bool		 plaintext_loopback; /* plaintext_auth_loopback */
+	bool		 submission_auth; /* submission_auth_required */
+	bool		 delay_reject;	/* smtpd_delay_reject */
+	/* permit_sasl_authenticated lets clients relay, see smtpd_check.c */
+	bool		 sasl_relay;
+	/* smtpd_sender_restrictions and smtpd_sender_login_maps */
+	struct smtpd_sender_checks *sender_checks;
 };
 
 /* smtpd_tls_security_level (Dovecot's ssl = no maps to NONE). */
@@ -83,6 +109,14 @@ void	smtpd_settings_unref(struct smtpd_settings **set);
 
 /* ---- sessions ---- */
 
+/* Which listener a session came from (POSTERN_LISTEN service names). */
+enum smtpd_service {
+	SMTPD_SERVICE_SMTP = 0,		/* 25: MX traffic */
+	SMTPD_SERVICE_SUBMISSION,	/* 587 (RFC 6409) */
+	SMTPD_SERVICE_SMTPS,		/* 465, implicit TLS (RFC 8314) */
+	SMTPD_SERVICE_PICKUP		/* public/pickup: local submission */
+};
+
 /* I/O state: what the session does with input (one enter_state()). */
 enum smtpd_state {
 	SMTPD_STATE_CMD = 0,	/* reading command lines */
@@ -92,7 +126,9 @@ enum smtpd_state {
 	SMTPD_STATE_LOCAL,	/* parked: local delivers at accept */
 	SMTPD_STATE_SLEEP,	/* parked: error delay before the reply */
 	SMTPD_STATE_TLS,	/* 220 to STARTTLS going out, then handshake */
-	SMTPD_STATE_CLOSE	/* flushing the last replies, then close */
+	SMTPD_STATE_CLOSE,	/* flushing the last replies, then close */
+	SMTPD_STATE_AUTH,	/* reading the client's SASL response line */
+	SMTPD_STATE_AUTH_WAIT	/* the auth service decides; input not read */
 };
 
 /* SMTP protocol phase, used by the command table's allowed states. */
@@ -104,10 +140,10 @@ enum smtpd_state {
 
 /* Counters for the Postfix 3 style "disconnect from" line. */
 enum smtpd_stat {
-	SMTPD_STAT_EHLO = 0, SMTPD_STAT_HELO, SMTPD_STAT_MAIL,
-	SMTPD_STAT_RCPT, SMTPD_STAT_BDAT, SMTPD_STAT_DATA, SMTPD_STAT_RSET,
-	SMTPD_STAT_NOOP, SMTPD_STAT_VRFY, SMTPD_STAT_EXPN, SMTPD_STAT_HELP,
-	SMTPD_STAT_ETRN, SMTPD_STAT_QUIT, SMTPD_STAT_STARTTLS,
+	SMTPD_STAT_EHLO = 0, SMTPD_STAT_HELO, SMTPD_STAT_STARTTLS,
+	SMTPD_STAT_AUTH, SMTPD_STAT_MAIL, SMTPD_STAT_RCPT, SMTPD_STAT_BDAT,
+	SMTPD_STAT_DATA, SMTPD_STAT_RSET, SMTPD_STAT_NOOP, SMTPD_STAT_VRFY,
+	SMTPD_STAT_EXPN, SMTPD_STAT_HELP, SMTPD_STAT_ETRN, SMTPD_STAT_QUIT,
 	SMTPD_STAT_UNKNOWN,
 	SMTPD_STAT_COUNT
 };
@@ -185,6 +221,8 @@ struct smtpd_session {
 	char		*rfc_addr;	/* "192.0.2.1", "IPv6:2001:db8::1" */
 	unsigned	 port;
 	struct netaddr	 naddr;
+	bool		 loopback;	/* 127.0.0.0/8, ::1 */
+	enum smtpd_service service;
 	bool		 local;		/* public/pickup: trusted */
 	uid_t		 uid;
 	char		*helo;
@@ -196,6 +234,13 @@ struct smtpd_session {
 	int		 tls_rwant;	/* event a TLS read waits for, or 0 */
 	int		 tls_wwant;	/* event a TLS write waits for, or 0 */
 	struct timer	*pending_timer;	/* OpenSSL holds unread input */
+
+	/* SMTP AUTH: the identity is dropped at STARTTLS (RFC 3207 §4.2) */
+	char		*sasl_user;	/* authenticated name, or NULL */
+	char		*sasl_method;	/* its mechanism, "PLAIN" ... */
+	struct auth_request *auth_req;	/* exchange under way, or NULL */
+	char		*auth_mech;	/* mechanism of that exchange */
+	bool		 processing;	/* inside smtpd_session_process() */
 
 	/* protocol */
 	struct smtpd_txn *txn;
@@ -224,7 +269,7 @@ struct smtpd_session {
  * Start a session on an accepted socket (greeting sent from here; after
  * the TLS handshake when smtps).
  */
-void	smtpd_session_new(int fd, bool local, bool smtps);
+void	smtpd_session_new(int fd, enum smtpd_service service);
 /*
  * STARTTLS accepted (its 220 queued): drop the input pipelined after it
  * (RFC 3207 §4.2, DESIGN §8), send the 220, then do the handshake.
@@ -252,6 +297,13 @@ void	smtpd_session_close(struct smtpd_session *s);
  */
 void	smtpd_session_commit_done(struct smtpd_session *s, int ret,
 	    const char *error);
+/*
+ * Something the session waited for outside the client (the auth service)
+ * answered and queued its reply: go on with the client's input, after
+ * the error delay when one is due.  Safe to call from inside the
+ * session's own processing (it then returns and the loop goes on).
+ */
+void	smtpd_session_resume(struct smtpd_session *s);
 /* SIGTERM: 421 to idle sessions, the rest after their transaction. */
 void	smtpd_sessions_shutdown(void);
 /* The loop stopped: drop the messages still waiting for local. */
@@ -313,5 +365,42 @@ int	smtpd_check_rcpt(struct smtpd_session *s, const char *addr,
 /* Log "NOQUEUE: reject: CMD from NAME[ADDR]: REPLY; from=<> to=<> ..." */
 void	smtpd_check_log_reject(struct smtpd_session *s, const char *cmd,
 	    const char *reply, const char *rcpt);
+/*
+ * Fill set->sasl_relay and set->sender_checks from the configuration
+ * (smtpd_relay_restrictions, smtpd_recipient_restrictions,
+ * smtpd_sender_restrictions, smtpd_sender_login_maps); the free
+ * function releases what it made.
+ */
+void	smtpd_check_settings_load(struct smtpd_settings *set);
+void	smtpd_check_settings_free(struct smtpd_settings *set);
+/*
+ * smtpd_sender_restrictions for the envelope sender (qualified, "" for
+ * the null sender): the SASL login checks of Postfix.  Returns 0 to go
+ * on, or -1 with *reply_r (malloc'ed) a complete reply line.
+ */
+int	smtpd_check_sender(struct smtpd_session *s, const char *sender,
+	    char **reply_r);
+
+/* smtpd_auth.c */
+/* AUTH is offered in EHLO (listener, smtpd_tls_auth_only, TLS). */
+bool	smtpd_auth_offered(const struct smtpd_session *s);
+/* The EHLO lines "250-AUTH ..." (and "250-AUTH=..."), or nothing. */
+void	smtpd_auth_ehlo(struct smtpd_session *s, struct buf *reply);
+/* The AUTH command (RFC 4954 §4). */
+void	smtpd_auth_cmd(struct smtpd_session *s, const char *args);
+/* One line from the client during the exchange (SMTPD_STATE_AUTH). */
+void	smtpd_auth_response(struct smtpd_session *s, const char *line,
+	    size_t len);
+/* That line was longer than SMTPD_MAX_AUTH_LINE. */
+void	smtpd_auth_overlong(struct smtpd_session *s);
+/* Drop an exchange under way (session ends, shutdown, STARTTLS). */
+void	smtpd_auth_abort(struct smtpd_session *s);
+/* Forget the login (STARTTLS, end of session). */
+void	smtpd_auth_reset(struct smtpd_session *s);
+/*
+ * MAIL on submission/smtps before AUTH: returns false after answering
+ * 530 when submission_auth_required says the client must log in first.
+ */
+bool	smtpd_auth_mail_allowed(struct smtpd_session *s);
 
 #endif

@@ -1,9 +1,10 @@
 /*
  * smtpd_cmd: the SMTP command table and one handler per command
  * (RFC 5321 §4.1.1 and the extensions we announce: PIPELINING, SIZE,
- * ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING).  The table
- * says in which protocol phases a command is allowed and whether it ends
- * a pipeline group; sequence errors are answered from it, not from ifs
+ * ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING, STARTTLS;
+ * AUTH's exchange is in smtpd_auth.c).  The table says in which
+ * protocol phases a command is allowed and whether it ends a pipeline
+ * group; sequence errors are answered from it, not from ifs
  * scattered over the handlers.  Replies follow Postfix's wording with
  * RFC 3463 enhanced status codes (none on the greeting and HELO/EHLO).
  *
@@ -72,6 +73,8 @@ static void	smtpd_cmd_etrn(struct smtpd_session *,
 	    struct smtpd_command *);
 static void	smtpd_cmd_starttls(struct smtpd_session *,
 	    struct smtpd_command *);
+static void	smtpd_cmd_auth(struct smtpd_session *,
+	    struct smtpd_command *);
 
 #define P_ANY	SMTPD_PHASE_ANY
 #define P_NOTX	(SMTPD_PHASE_INIT | SMTPD_PHASE_HELO)
@@ -95,6 +98,10 @@ static const struct smtpd_cmd smtpd_cmds[] = {
 	{ "HELP", P_ANY, 0, SMTPD_STAT_HELP, smtpd_cmd_help },
 	{ "ETRN", P_ANY, 0, SMTPD_STAT_ETRN, smtpd_cmd_etrn },
 	{ "STARTTLS", P_ANY, 0, SMTPD_STAT_STARTTLS, smtpd_cmd_starttls },
+	/* AUTH checks its phase itself (RFC 4954 §4 replies) and counts
+	 * when the exchange ends; RFC 4954 §4: last in a pipeline group. */
+	{ "AUTH", P_ANY, SMTPD_CMD_F_FLUSH | SMTPD_CMD_F_NOCOUNT,
+	    SMTPD_STAT_AUTH, smtpd_cmd_auth },
 };
 
 /* ---- transaction ---- */
@@ -210,6 +217,7 @@ smtpd_cmd_ehlo(struct smtpd_session *s, struct smtpd_command *cmd)
 	buf_append_str(&r, "250-DSN\r\n");
 	if (smtpd_cmd_tls_offered(s))
 		buf_append_str(&r, "250-STARTTLS\r\n");
+	smtpd_auth_ehlo(s, &r);
 	if (s->set->smtputf8)
 		buf_append_str(&r, "250-SMTPUTF8\r\n");
 	buf_append_str(&r, "250 CHUNKING\r\n");
@@ -241,8 +249,8 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 {
 	struct smtpd_param params[SMTPD_MAX_PARAMS];
 	const char *path, *rest, *error, *ret = NULL, *envid = NULL;
-	const char *body = NULL;
-	char *addr = NULL, *copy = NULL;
+	const char *body = NULL, *auth = NULL;
+	char *addr = NULL, *copy = NULL, *sender = NULL, *reply = NULL;
 	bool smtputf8 = false;
 	uint64_t size = 0;
 	struct smtpd_txn *t;
@@ -256,6 +264,9 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 		    "command first");
 		return;
 	}
+	/* submission_auth_required on 587 and 465 */
+	if (!smtpd_auth_mail_allowed(s))
+		return;
 	path = smtpd_parse_path_keyword(cmd->args, "FROM");
 	if (path == NULL) {
 		smtpd_session_reply(s, "501 5.5.4 Syntax: MAIL "
@@ -324,7 +335,16 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 			}
 			envid = v;
 		} else if (strcmp(k, "AUTH") == 0) {
-			/* RFC 4954 §5: accepted, ignored without AUTH. */
+			/* RFC 4954 §5: AUTH=<> or an xtext mailbox, at most
+			 * 500 characters; we take the submitter to be the
+			 * client itself, so it is checked, then ignored. */
+			if (v == NULL || auth != NULL || strlen(v) > 500 ||
+			    !smtpd_xtext_valid(v)) {
+				smtpd_session_reply(s, "501 5.5.4 Bad AUTH "
+				    "parameter syntax");
+				goto out;
+			}
+			auth = v;
 		} else {
 			smtpd_session_reply(s, "555 5.5.4 Unsupported "
 			    "option: %s", k);
@@ -345,9 +365,25 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 		smtpd_session_reply(s, "%s", r);
 		goto out;
 	}
+	sender = addr_qualify(addr);
+	/* smtpd_delay_reject = no: sender restrictions now, else at each
+	 * RCPT (Postfix). */
+	if (!s->set->delay_reject &&
+	    smtpd_check_sender(s, sender, &reply) < 0) {
+		char helo[256];
+		const char *h = s->helo != NULL ? s->helo : "";
+
+		log_escape(helo, sizeof(helo), h, strlen(h));
+		log_info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> "
+		    "proto=%s helo=<%s>", smtpd_session_client(s), reply,
+		    sender, smtpd_session_proto(s), helo);
+		smtpd_session_reply(s, "%s", reply);
+		goto out;
+	}
 
 	t = smtpd_txn_new();
-	t->sender = addr_qualify(addr);
+	t->sender = sender;
+	sender = NULL;
 	t->smtputf8 = smtputf8;
 	t->size_declared = size;
 	/* The f record: accepted parameters, normalised (queue_file.h). */
@@ -366,6 +402,8 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 	s->phase = SMTPD_PHASE_MAIL;
 	smtpd_session_reply(s, "250 2.1.0 Ok");
 out:
+	free(reply);
+	free(sender);
 	free(copy);
 	free(addr);
 }
@@ -511,7 +549,9 @@ smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 	/* Bare "user" and "postmaster" get @$myorigin (RFC 5321 §4.5.1
 	 * requires "postmaster" without a domain to be accepted). */
 	qualified = addr_qualify(addr);
-	if (smtpd_check_rcpt(s, qualified, smtpd_is_postmaster(addr),
+	if ((s->set->delay_reject &&
+	    smtpd_check_sender(s, t->sender, &reply) < 0) ||
+	    smtpd_check_rcpt(s, qualified, smtpd_is_postmaster(addr),
 	    &reply) < 0) {
 		smtpd_check_log_reject(s, "RCPT", reply, qualified);
 		smtpd_session_reply(s, "%s", reply);
@@ -746,6 +786,16 @@ smtpd_cmd_starttls(struct smtpd_session *s, struct smtpd_command *cmd)
 	}
 	smtpd_session_reply(s, "220 2.0.0 Ready to start TLS");
 	smtpd_session_starttls(s);
+}
+
+/* ---- AUTH (RFC 4954): smtpd_auth.c ---- */
+
+static void
+smtpd_cmd_auth(struct smtpd_session *s, struct smtpd_command *cmd)
+{
+	smtpd_auth_cmd(s, cmd->args);
+	/* The initial response may hold a password. */
+	explicit_bzero(cmd->args, strlen(cmd->args));
 }
 
 /* ---- dispatch ---- */

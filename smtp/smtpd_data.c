@@ -180,6 +180,10 @@ smtpd_data_received(struct smtpd_session *s, struct buf *b)
 		buf_printf(b, "\t(using %s)\n"
 		    "\t(No client certificate requested)\n",
 		    smtpd_session_tls_info(s));
+	/* Postfix smtpd_sasl_authenticated_header (off by default: it
+	 * tells the world a login name). */
+	if (s->sasl_user != NULL && s->set->sasl_header)
+		buf_printf(b, "\t(Authenticated sender: %s)\n", s->sasl_user);
 	buf_printf(b, "\tby %s (%s) with %s id %s", s->set->myhostname,
 	    s->set->mail_name, smtpd_session_proto(s), t->qid);
 	if (t->rcpt_count == 1)
@@ -206,6 +210,11 @@ smtpd_data_begin(struct smtpd_session *s)
 	if (s->local)
 		log_info("%s: uid=%ld from=<%s>", t->qid, (long)s->uid,
 		    t->sender);
+	else if (s->sasl_user != NULL)
+		/* Postfix's line, which log tools parse for the login. */
+		log_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
+		    t->qid, smtpd_session_client(s), s->sasl_method,
+		    s->sasl_user);
 	else
 		log_info("%s: client=%s", t->qid, smtpd_session_client(s));
 
@@ -224,6 +233,8 @@ smtpd_data_begin(struct smtpd_session *s)
 	buf_printf(&b, "\tproto=%s", smtpd_session_proto(s));
 	if (s->local)
 		buf_printf(&b, "\tuid=%ld", (long)s->uid);
+	else if (s->sasl_user != NULL)
+		buf_printf(&b, "\tuser=%s", s->sasl_user);
 	ret |= smtpd_data_record(s, 'C', buf_cstr(&b));
 	for (i = 0; i < t->rcpt_count; i++)
 		ret |= smtpd_data_record(s, 'R', t->rcpts[i].record);

@@ -18,6 +18,7 @@ void
 smtpd_line_parser_init(struct smtpd_line_parser *p)
 {
 	p->skipping = false;
+	p->max = MAX_SMTP_LINE;
 }
 
 int
@@ -25,7 +26,7 @@ smtpd_line_parse(struct smtpd_line_parser *p, const char *data, size_t len,
     size_t *consumed_r, const char **line_r, size_t *line_len_r)
 {
 	const char *lf;
-	size_t skipped = 0, scan;
+	size_t skipped = 0, scan, max = p->max > 0 ? p->max : MAX_SMTP_LINE;
 
 	*consumed_r = 0;
 	if (p->skipping) {
@@ -39,7 +40,7 @@ smtpd_line_parse(struct smtpd_line_parser *p, const char *data, size_t len,
 		data += skipped;
 		len -= skipped;
 	}
-	scan = len < MAX_SMTP_LINE ? len : MAX_SMTP_LINE;
+	scan = len < max ? len : max;
 	lf = memchr(data, '\n', scan);
 	if (lf != NULL) {
 		size_t n = (size_t)(lf - data);
@@ -49,12 +50,12 @@ smtpd_line_parse(struct smtpd_line_parser *p, const char *data, size_t len,
 		*consumed_r = skipped + n + 1;
 		return 1;
 	}
-	if (len < MAX_SMTP_LINE) {
+	if (len < max) {
 		*consumed_r = skipped;
 		return 0;
 	}
 	/* Overlong: drop it through its LF if we have it, else skip on. */
-	lf = memchr(data + MAX_SMTP_LINE, '\n', len - MAX_SMTP_LINE);
+	lf = memchr(data + max, '\n', len - max);
 	if (lf != NULL)
 		*consumed_r = skipped + (size_t)(lf - data) + 1;
 	else {
@@ -123,6 +124,22 @@ smtpd_parse_path_keyword(const char *args, const char *keyword)
 	if (args[i] != ':')
 		return NULL;
 	return args + i + 1;
+}
+
+bool
+smtpd_sasl_mech_valid(const char *mech)
+{
+	size_t i;
+
+	for (i = 0; mech[i] != '\0'; i++) {
+		char c = mech[i];
+
+		if (i >= 20 || !((c >= 'A' && c <= 'Z') ||
+		    (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_'))
+			return false;
+	}
+	return i > 0;
 }
 
 /* ---- ESMTP parameters ---- */

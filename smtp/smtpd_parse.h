@@ -26,14 +26,16 @@
 
 struct smtpd_line_parser {
 	bool	skipping;	/* skipping an overlong line */
+	size_t	max;		/* longest line, terminator included */
 };
 
+/* max starts as MAX_SMTP_LINE; the caller may change it between lines. */
 void	smtpd_line_parser_init(struct smtpd_line_parser *p);
 
 /*
  * Find the next command line in data[0..len).  A line ends in LF; one CR
  * before the LF is removed too.  A line (terminator included) longer than
- * MAX_SMTP_LINE is an error.
+ * p->max is an error.
  *
  * Returns 1: *line_r / *line_len_r (terminator excluded) point into data
  *            and *consumed_r bytes (terminator included) are used up;
@@ -72,6 +74,13 @@ int	smtpd_command_parse(char *line, size_t len,
  * keyword and colon are not allowed, after the colon they are (Postfix).
  */
 const char *smtpd_parse_path_keyword(const char *args, const char *keyword);
+
+/*
+ * RFC 4422 §3.1 mechanism name: 1 to 20 characters of upper-case letters
+ * (lower case accepted here: SMTP verbs and arguments are
+ * case-insensitive), digits, "-" and "_".
+ */
+bool	smtpd_sasl_mech_valid(const char *mech);
 
 /* ---- ESMTP parameters (RFC 5321 §4.1.2 esmtp-param) ---- */
 

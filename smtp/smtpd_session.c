@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "ioloop.h"
@@ -42,18 +43,21 @@ static unsigned smtpd_nsessions;
 static uint64_t smtpd_next_id = 1;
 
 static const char *const smtpd_state_names[] = {
-	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "CLOSE", "TLS"
+	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "TLS", "CLOSE",
+	"AUTH", "AUTH-WAIT"
 };
 
 static const char *const smtpd_stat_names[SMTPD_STAT_COUNT] = {
-	"ehlo", "helo", "mail", "rcpt", "bdat", "data", "rset", "noop",
-	"vrfy", "expn", "help", "etrn", "quit", "starttls", "unknown"
+	/* Postfix's order: "ehlo=2 starttls=1 auth=1 mail=1 ..." */
+	"ehlo", "helo", "starttls", "auth", "mail", "rcpt", "bdat", "data",
+	"rset", "noop", "vrfy", "expn", "help", "etrn", "quit", "unknown"
 };
 
 static void	smtpd_session_io(int fd, int events, void *ctx);
 static void	smtpd_session_process(struct smtpd_session *s);
 static void	smtpd_session_done(struct smtpd_session *s);
 static void	smtpd_session_handshake(struct smtpd_session *s);
+static void	smtpd_session_process_loop(struct smtpd_session *s);
 
 /* ---- identity ---- */
 
@@ -70,16 +74,22 @@ const char *
 smtpd_session_proto(const struct smtpd_session *s)
 {
 	bool tls = smtpd_session_tls_active(s);
+	bool auth = s->sasl_user != NULL;
 
 	if (s->local)
 		return "LOCAL";
 	/* RFC 6531 §3.7.3 and its IANA registry: UTF8SMTP for ESMTP;
-	 * RFC 3848: ESMTPS with TLS. */
-	if (s->txn != NULL && s->txn->smtputf8)
-		return tls ? "UTF8SMTPS" : "UTF8SMTP";
+	 * RFC 3848: ESMTPS with TLS, ESMTPA after AUTH, ESMTPSA both. */
+	if (s->txn != NULL && s->txn->smtputf8) {
+		if (tls)
+			return auth ? "UTF8SMTPSA" : "UTF8SMTPS";
+		return auth ? "UTF8SMTPA" : "UTF8SMTP";
+	}
 	if (!s->esmtp)
 		return "SMTP";
-	return tls ? "ESMTPS" : "ESMTP";
+	if (tls)
+		return auth ? "ESMTPSA" : "ESMTPS";
+	return auth ? "ESMTPA" : "ESMTP";
 }
 
 bool
@@ -137,10 +147,10 @@ smtpd_session_identify(struct smtpd_session *s)
 			s->addr = xstrdup(host);
 			s->rfc_addr = xasprintf("IPv6:%s", host);
 		}
-		s->name = xstrdup(IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		s->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
 		    (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
-		    in6->sin6_addr.s6_addr[12] == 127) ?
-		    "localhost" : "unknown");
+		    in6->sin6_addr.s6_addr[12] == 127);
+		s->name = xstrdup(s->loopback ? "localhost" : "unknown");
 	} else {
 		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 
@@ -149,8 +159,8 @@ smtpd_session_identify(struct smtpd_session *s)
 		s->addr = xstrdup(host);
 		s->rfc_addr = xstrdup(host);
 		/* No blocking DNS on the loop: loopback is "localhost". */
-		s->name = xstrdup((ntohl(in->sin_addr.s_addr) >> 24) == 127 ?
-		    "localhost" : "unknown");
+		s->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+		s->name = xstrdup(s->loopback ? "localhost" : "unknown");
 	}
 }
 
@@ -198,13 +208,15 @@ smtpd_session_arm_timeout(struct smtpd_session *s)
 }
 
 void
-smtpd_session_new(int fd, bool local, bool smtps)
+smtpd_session_new(int fd, enum smtpd_service service)
 {
 	struct smtpd_session *s = xcalloc(1, sizeof(*s));
+	bool smtps = service == SMTPD_SERVICE_SMTPS;
 
 	s->id = smtpd_next_id++;
 	s->fd = fd;
-	s->local = local;
+	s->service = service;
+	s->local = service == SMTPD_SERVICE_PICKUP;
 	s->smtps = smtps;
 	s->set = smtpd_settings_get();
 	s->phase = SMTPD_PHASE_INIT;
@@ -282,6 +294,8 @@ static void
 smtpd_session_free(struct smtpd_session *s)
 {
 	smtpd_session_log_disconnect(s);
+	smtpd_auth_abort(s);
+	smtpd_auth_reset(s);
 	io_remove(&s->io);
 	timer_remove(&s->pending_timer);
 	tls_conn_free(&s->tls);
@@ -308,12 +322,19 @@ smtpd_session_free(struct smtpd_session *s)
 	free(s);
 }
 
+/* States that read the client's bytes. */
+static bool
+smtpd_state_reads(enum smtpd_state state)
+{
+	return state == SMTPD_STATE_CMD || state == SMTPD_STATE_DATA ||
+	    state == SMTPD_STATE_BDAT || state == SMTPD_STATE_AUTH;
+}
+
 /* The session wants client input now. */
 static bool
 smtpd_session_wants_input(const struct smtpd_session *s)
 {
-	return (s->state == SMTPD_STATE_CMD || s->state == SMTPD_STATE_DATA ||
-	    s->state == SMTPD_STATE_BDAT) && !s->eof && !s->dead &&
+	return smtpd_state_reads(s->state) && !s->eof && !s->dead &&
 	    s->out.len < SMTPD_OUT_HIGH && s->in.len < s->in.max;
 }
 
@@ -551,6 +572,7 @@ smtpd_session_handshake(struct smtpd_session *s)
 	log_info("Anonymous TLS connection established from %s: %s",
 	    smtpd_session_client(s), tls_conn_info(s->tls));
 	smtpd_txn_free(&s->txn);
+	smtpd_auth_reset(s);
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
@@ -637,8 +659,76 @@ smtpd_session_idle(const struct smtpd_session *s)
 	    (s->txn == NULL || !s->txn->bdat || s->txn->qw == NULL);
 }
 
+/*
+ * Drop n bytes of input that held a secret (an AUTH line): the bytes
+ * buf_consume() leaves behind the new end are wiped (STYLE §3).
+ */
+static void
+smtpd_session_consume_secret(struct smtpd_session *s, size_t n)
+{
+	buf_consume(&s->in, n);
+	if (n > 0)
+		explicit_bzero(s->in.data + s->in.len, n);
+}
+
+/* "AUTH ..." (case-insensitive, leading blanks allowed). */
+static bool
+smtpd_line_is_auth(const char *line, size_t len)
+{
+	while (len > 0 && (*line == ' ' || *line == '\t')) {
+		line++;
+		len--;
+	}
+	return len >= 4 && strncasecmp(line, "AUTH", 4) == 0 &&
+	    (len == 4 || line[4] == ' ' || line[4] == '\t');
+}
+
+/* One line of a SASL exchange (SMTPD_STATE_AUTH).  false: need more. */
+static bool
+smtpd_session_auth_line(struct smtpd_session *s)
+{
+	const char *lp;
+	size_t consumed, llen;
+	int r;
+
+	s->lp.max = SMTPD_MAX_AUTH_LINE;
+	r = smtpd_line_parse(&s->lp, s->in.data, s->in.len, &consumed, &lp,
+	    &llen);
+	s->lp.max = MAX_SMTP_LINE;
+	if (r == 0) {
+		smtpd_session_consume_secret(s, consumed);
+		return false;
+	}
+	if (r < 0) {
+		smtpd_session_consume_secret(s, consumed);
+		smtpd_auth_overlong(s);
+		return true;
+	}
+	{
+		char *line = xmalloc(llen + 1);
+
+		memcpy(line, lp, llen);
+		line[llen] = '\0';
+		smtpd_session_consume_secret(s, consumed);
+		smtpd_auth_response(s, line, llen);
+		explicit_bzero(line, llen);
+		free(line);
+	}
+	return true;
+}
+
 static void
 smtpd_session_process(struct smtpd_session *s)
+{
+	bool was_processing = s->processing;
+
+	s->processing = true;
+	smtpd_session_process_loop(s);
+	s->processing = was_processing;
+}
+
+static void
+smtpd_session_process_loop(struct smtpd_session *s)
 {
 	char line[MAX_SMTP_LINE + 1];
 
@@ -670,9 +760,15 @@ smtpd_session_process(struct smtpd_session *s)
 				smtpd_session_reply(s,
 				    "500 5.5.2 Error: line too long");
 			} else {
+				bool secret = smtpd_line_is_auth(lp, llen);
+
 				memcpy(line, lp, llen);
 				line[llen] = '\0';
-				buf_consume(&s->in, consumed);
+				if (secret)
+					smtpd_session_consume_secret(s,
+					    consumed);
+				else
+					buf_consume(&s->in, consumed);
 				/* Postfix smtpd_hard_error_limit */
 				if (s->errors >= s->set->hard_error_limit) {
 					log_info("too many errors after %s "
@@ -685,7 +781,12 @@ smtpd_session_process(struct smtpd_session *s)
 					break;
 				}
 				smtpd_cmd_execute(s, line, llen);
+				if (secret)
+					explicit_bzero(line, llen);
 			}
+		} else if (s->state == SMTPD_STATE_AUTH) {
+			if (!smtpd_session_auth_line(s))
+				break;
 		} else if (s->state == SMTPD_STATE_DATA) {
 			struct smtpd_txn *t = s->txn;
 			size_t consumed;
@@ -737,8 +838,7 @@ smtpd_session_process(struct smtpd_session *s)
 	}
 	if (s->dead)
 		return;
-	if (s->eof && (s->state == SMTPD_STATE_CMD ||
-	    s->state == SMTPD_STATE_DATA || s->state == SMTPD_STATE_BDAT)) {
+	if (s->eof && smtpd_state_reads(s->state)) {
 		/* The client is gone: what is left is a partial command or
 		 * an unfinished message, never to be completed. */
 		smtpd_session_flush(s);
@@ -849,6 +949,25 @@ smtpd_session_commit_done(struct smtpd_session *s, int ret,
 }
 
 void
+smtpd_session_resume(struct smtpd_session *s)
+{
+	if (s->processing)
+		return;		/* the loop we are called from goes on */
+	s->busy++;
+	if (s->sleep_pending && s->state == SMTPD_STATE_CMD && !s->dead) {
+		/* The error delay (smtpd_error_sleep_time) before the
+		 * reply, as for errors found in the loop. */
+		s->sleep_pending = false;
+		smtpd_session_enter_state(s, SMTPD_STATE_SLEEP);
+		s->sleep_timer = timer_add(s->set->error_sleep_ms,
+		    smtpd_session_sleep_done, s);
+	} else if (!s->dead)
+		smtpd_session_process(s);
+	s->busy--;
+	smtpd_session_done(s);
+}
+
+void
 smtpd_sessions_shutdown(void)
 {
 	struct smtpd_session *s, *next;
@@ -856,6 +975,11 @@ smtpd_sessions_shutdown(void)
 	for (s = smtpd_sessions; s != NULL; s = next) {
 		next = s->next;
 		s->shutdown = true;
+		if (s->state == SMTPD_STATE_AUTH) {
+			/* Waiting for the client's SASL answer: idle. */
+			smtpd_auth_abort(s);
+			smtpd_session_enter_state(s, SMTPD_STATE_CMD);
+		}
 		if (s->state == SMTPD_STATE_SLEEP) {
 			timer_remove(&s->sleep_timer);
 			smtpd_session_enter_state(s, SMTPD_STATE_CMD);

@@ -92,7 +92,9 @@ void	store_mailbox_close(struct store_mailbox **mbp);
 int	store_mailbox_sync(struct store_mailbox *mb,
 	    const struct store_sync_cb *cb, const char **error_r);
 /* A descriptor that becomes readable when the mailbox may have changed
- * on disk (inotify), or -1. */
+ * on disk (inotify), or -1.  Owned by the mailbox; store_mailbox_sync()
+ * reads the pending events, so call it when the descriptor is readable
+ * (a sync that renames files may cause one more, empty, wakeup). */
 int	store_mailbox_notify_fd(struct store_mailbox *mb);
 
 uint32_t store_mailbox_count(const struct store_mailbox *mb);
@@ -137,5 +139,183 @@ int	store_msg_set_flags(struct store_mailbox *mb, uint32_t idx,
  */
 int	store_mailbox_expunge_uids(struct store_mailbox *mb,
 	    const uint32_t *uids, size_t count, const char **error_r);
+
+/*
+ * Keywords of a mailbox (RFC 3501 §2.3.2): slot i is bit i of
+ * store_msg.keywords.  For Maildir the slots are the letters a..z of the
+ * file names and their names come from the folder's "dovecot-keywords"
+ * file.  store_keyword_name() gives NULL for an unused slot; the string
+ * is borrowed until the next sync or close.
+ */
+#define STORE_MAX_KEYWORDS	26
+unsigned int store_keyword_count(const struct store_mailbox *mb);
+const char *store_keyword_name(const struct store_mailbox *mb,
+	    unsigned int i);
+
+/*
+ * mail_location parsed (Dovecot syntax TYPE:PATH[:KEY=VALUE]...), shared
+ * with local so that delivery and reading always agree on the inbox.
+ * inbox: "INBOX=" when given, else PATH; for mbox, when that names a
+ * directory the inbox is spool_dir/user (Dovecot's way of finding the
+ * spool file).  root: Maildir root (folders are "root/.Name"), or the mbox
+ * folder directory, NULL when the mbox location names a single file.
+ * Strings are malloc'ed; free with store_location_free().
+ * Errors: "unsupported mail_location: ...", "mail_location gives no
+ * absolute path for USER".
+ */
+enum store_format {
+	STORE_FORMAT_MAILDIR,
+	STORE_FORMAT_MBOX
+};
+
+struct store_location {
+	enum store_format format;
+	char		*root;
+	char		*inbox;
+	bool		 inbox_in_spool;	/* mbox inbox in spool_dir */
+};
+
+int	store_location_parse(const char *location, const char *user,
+	    const char *home, const char *spool_dir,
+	    struct store_location *loc_r, const char **error_r);
+void	store_location_free(struct store_location *loc);
+
+/* ==== Folders, subscriptions, keywords, saving (store_folder.c,
+ * store_append.c): added for the IMAP server.  Additive only. ==== */
+
+/*
+ * Results of the folder operations beyond 0 (done): -1 is an error of
+ * the environment (I/O, permissions; *error_r says which), the others are
+ * the client's: the name exists already, does not exist, or the
+ * operation is not possible on it (an invalid name, deleting INBOX, a
+ * parent of other folders in mbox).
+ */
+#define STORE_ERR_TEMP		(-1)
+#define STORE_ERR_EXISTS	(-2)
+#define STORE_ERR_NONEXISTENT	(-3)
+#define STORE_ERR_CANNOT	(-4)
+
+/* Folders one listing returns at most; the rest is logged and left out. */
+#define STORE_MAX_FOLDERS	10000
+/* Subscriptions kept at most. */
+#define STORE_MAX_SUBSCRIPTIONS	10000
+
+#define STORE_FOLDER_NOSELECT		0x1	/* holds no messages (an mbox
+						 * directory) */
+#define STORE_FOLDER_NONEXISTENT	0x2	/* only implied by a child */
+#define STORE_FOLDER_CHILDREN		0x4	/* has folders below it */
+
+struct store_folder {
+	char		*name;		/* "INBOX" or "a/b", as on disk */
+	unsigned int	 flags;		/* STORE_FOLDER_* */
+};
+
+/*
+ * Every folder of the user, INBOX first, then by name (byte order), with
+ * the parents that exist only because of a child (Maildir++ ".a.b"
+ * without ".a") as STORE_FOLDER_NONEXISTENT.  Names are those of
+ * store_mailbox_open(); names on disk that store_mailbox_open() would
+ * refuse are left out.  Free with store_folder_list_free().
+ */
+int	store_folder_list(struct store_user *u, struct store_folder **list_r,
+	    size_t *count_r, const char **error_r);
+void	store_folder_list_free(struct store_folder **list, size_t count);
+/* 1 when name is a mailbox that store_mailbox_open() can open, 0 when
+ * not (or not a valid name). */
+int	store_folder_exists(struct store_user *u, const char *name);
+/*
+ * Create a folder (Maildir: ROOT/.a.b with tmp/, new/, cur/; mbox: an
+ * empty file, its directories made as needed; a name ending in '/' makes
+ * only the directory).  0 or STORE_ERR_*.
+ */
+int	store_folder_create(struct store_user *u, const char *name,
+	    const char **error_r);
+/*
+ * Delete a folder and its messages.  Maildir: the folder directory is
+ * renamed aside first, so clients never see half of it; its children
+ * stay.  mbox: a directory is removed only when empty.  INBOX cannot be
+ * deleted.  0 or STORE_ERR_*.
+ */
+int	store_folder_delete(struct store_user *u, const char *name,
+	    const char **error_r);
+/*
+ * Rename a folder with its children (RFC 3501 §6.3.5).  Renaming INBOX
+ * moves its messages into a new folder and leaves INBOX empty.  The
+ * moved messages keep their UIDs only for a plain rename.  0 or
+ * STORE_ERR_*.
+ */
+int	store_folder_rename(struct store_user *u, const char *from,
+	    const char *to, const char **error_r);
+
+/*
+ * Subscriptions (Dovecot's "subscriptions" file in the Maildir root or
+ * ".subscriptions" in the mbox folder directory): names as
+ * store_mailbox_open() takes them.  store_subscriptions_read() gives a
+ * NULL-terminated vector (strv_free()); a missing file is an empty list
+ * and sets *exists_r false.  store_subscription_set() adds (on) or
+ * removes a name; the file is replaced atomically.
+ */
+int	store_subscriptions_read(struct store_user *u, char ***names_r,
+	    bool *exists_r, const char **error_r);
+int	store_subscription_set(struct store_user *u, const char *name,
+	    bool on, const char **error_r);
+
+/*
+ * The keyword slot of name (compared ignoring case, RFC 3501 §2.3.2),
+ * given a free slot when it has none yet and create is set (Maildir:
+ * "dovecot-keywords", written under the UID map lock; mbox: a
+ * NAME.keywords file beside its UID map).  Returns the slot, or -1 when
+ * every slot is used (or, without create, the name has none).
+ */
+int	store_keyword_slot(struct store_mailbox *mb, const char *name,
+	    bool create, const char **error_r);
+/* mbox: read the keyword names (Maildir reads them at every sync). */
+void	store_keywords_load(struct store_mailbox *mb);
+
+/*
+ * Saving new messages into a mailbox (APPEND, COPY, MOVE; DESIGN §3).
+ * Each message is written into a file of its own first (Maildir: tmp/,
+ * with LF line ends; fsynced at store_append_msg_end()); nothing is
+ * visible until store_append_commit(), which makes every message of the
+ * transaction visible at once and gives them consecutive UIDs under the
+ * UID map lock (Maildir: rename into cur/, fsync of cur/, then the UID
+ * map record, fsynced; mbox: appended under the mbox locks with
+ * mboxrd quoting and fsynced, or truncated back on error).  The mailbox
+ * must be open read-write; after the commit a store_mailbox_sync()
+ * shows the messages.
+ */
+struct store_append;
+
+int	store_append_begin(struct store_mailbox *mb, struct store_append **ctx_r,
+	    const char **error_r);
+/* A new message: its bytes follow with store_append_write(). */
+int	store_append_msg_begin(struct store_append *ctx, const char **error_r);
+int	store_append_write(struct store_append *ctx, const void *data,
+	    size_t len, const char **error_r);
+/* The message is complete: flags (STORE_* without STORE_RECENT),
+ * keywords (slots of this mailbox), internal date (0: now). */
+int	store_append_msg_end(struct store_append *ctx, uint32_t flags,
+	    uint64_t keywords, time_t internal_date, const char **error_r);
+/*
+ * Copy message idx of src as a whole new message (a hard link between
+ * Maildirs of one file system, else the bytes).
+ */
+int	store_append_copy(struct store_append *ctx, struct store_mailbox *src,
+	    uint32_t idx, uint32_t flags, uint64_t keywords,
+	    time_t internal_date, const char **error_r);
+/* Messages added to the transaction so far. */
+size_t	store_append_count(const struct store_append *ctx);
+/*
+ * Make the messages visible.  *uids_r (malloc'ed, *count_r entries, in
+ * the order they were added) gets their UIDs when the backend knows them
+ * (Maildir always; mbox when the sync it runs after the append, with cb,
+ * finds exactly these messages), else NULL.  For mbox the flags and
+ * keywords are set only in that case.  The context is freed either way.
+ */
+int	store_append_commit(struct store_append **ctxp,
+	    const struct store_sync_cb *cb, uint32_t **uids_r,
+	    size_t *count_r, const char **error_r);
+/* Drop the transaction and its files. */
+void	store_append_abort(struct store_append **ctxp);
 
 #endif

@@ -38,7 +38,7 @@ CONFIG_H
 cflags="-g -O1 -fno-omit-frame-pointer -std=gnu11 -Wall -Wextra \
 -fsanitize=$san -fno-sanitize-recover=all ${FUZZ_CFLAGS:-}"
 # (Paths with spaces are not supported.)
-cppflags="-I$out -I$top/common -I$top/smtp -I$here"
+cppflags="-I$out -I$top/common -I$top/smtp -I$top/pop3 -I$here"
 libs="-ldb"
 status=0
 
@@ -98,6 +98,33 @@ done
 for h in cfg map addr; do
 	harness "$h" || { echo "fuzz_$h: build failed" >&2; status=1; }
 done
+# MIME parser and decoders (only this harness uses them).
+cp "$here/mime.dict" "$out/mime.dict" || status=1
+harness mime "$top/common/mime.c" "$top/common/mime_header.c" \
+    "$top/common/mime_decode.c" ||
+    { echo "fuzz_mime: build failed" >&2; status=1; }
+harness pop3_parse "$top/pop3/pop3_parse.c" ||
+    { echo "fuzz_pop3_parse: build failed" >&2; status=1; }
+# The IMAP parser: its sources and include directory are imap/.
+cppflags="$cppflags -I$top/imap"
+cp "$here/imap_parse.dict" "$out/imap_parse.dict" || status=1
+harness imap_parse "$top/imap/imap_parse.c" "$top/imap/imap_parse_cmd.c" \
+    "$top/imap/imap_parse_fetch.c" "$top/imap/imap_parse_search.c" \
+    "$top/imap/imap_parse_dump.c" "$top/imap/imap_seqset.c" \
+    "$top/imap/imap_utf7.c" "$top/imap/imap_date.c" ||
+    { echo "fuzz_imap_parse: build failed" >&2; status=1; }
+# The store's file readers (UID maps, mbox, message filter).
+cppflags="$cppflags -I$top/store"
+harness store_uidlist "$top/common/fdio.c" "$top/store/store.c" \
+    "$top/store/store_hash.c" "$top/store/store_lock.c" \
+    "$top/store/store_msg.c" "$top/store/store_uidmap.c" \
+    "$top/store/store_maildir.c" "$top/store/store_mbox.c" ||
+    { echo "fuzz_store_uidlist: build failed" >&2; status=1; }
+# What posternd reads from login processes and the auth service.
+cppflags="$cppflags -I$top/master -I$top/login"
+harness master_handoff "$top/master/master_handoff_parse.c" \
+    "$top/common/base64.c" ||
+    { echo "fuzz_master_handoff: build failed" >&2; status=1; }
 # smtpd_parse.c belongs to the SMTP server and may be mid-change: last.
 harness smtpd_parse "$top/smtp/smtpd_parse.c" ||
     { echo "fuzz_smtpd_parse: build failed" >&2; status=1; }

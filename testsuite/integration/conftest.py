@@ -44,7 +44,18 @@ import pytest
 SRCDIR = Path(os.environ.get("POSTERN_SRCDIR") or
               Path(__file__).resolve().parents[2])
 BUILDDIR = Path(os.environ.get("POSTERN_BUILDDIR") or SRCDIR).resolve()
-SERVICES = ("smtpd", "qmgr", "local")
+SERVICES = ("smtpd", "qmgr", "local", "auth", "pop3-login", "pop3",
+            "imap-login", "imap")
+# Services built in a subdirectory of the build tree (a source directory
+# has their name there); installed under their plain name all the same.
+SERVICE_BUILD_PATHS = {"auth": "auth/auth", "pop3": "pop3/pop3",
+                       "imap": "imap/imap"}
+
+
+def service_build_path(name):
+    return BUILDDIR / SERVICE_BUILD_PATHS.get(name, name)
+
+
 IS_ROOT = os.geteuid() == 0
 HOSTNAME = "mail.example.test"
 DOMAIN = "example.test"
@@ -227,18 +238,19 @@ class _Env:
         self._ready = True
         missing = [str(p) for p in (self.posternd, self.postern)
                    if not os.access(p, os.X_OK)]
-        missing += [str(BUILDDIR / s) for s in SERVICES
-                    if not os.access(BUILDDIR / s, os.X_OK)]
+        missing += [str(service_build_path(s)) for s in SERVICES
+                    if not os.access(service_build_path(s), os.X_OK)]
         if missing:
             pytest.fail("not built: %s (set POSTERN_BUILDDIR)" %
                         ", ".join(missing), pytrace=False)
         self.libexec.mkdir(parents=True, exist_ok=True)
         for s in SERVICES:
             link = self.libexec / s
-            if not (link.exists() and link.resolve() == BUILDDIR / s):
+            if not (link.exists() and
+                    link.resolve() == service_build_path(s)):
                 if link.is_symlink() or link.exists():
                     link.unlink()
-                link.symlink_to(BUILDDIR / s)
+                link.symlink_to(service_build_path(s))
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         if IS_ROOT:
             # Both stay: other test runs may be using them right now.
@@ -275,7 +287,7 @@ class _Env:
         for p in ("posternd", "postern"):
             shutil.copy2(BUILDDIR / p, bindir / p)
         for s in SERVICES:
-            shutil.copy2(BUILDDIR / s, libexec / s)
+            shutil.copy2(service_build_path(s), libexec / s)
         self.posternd = bindir / "posternd"
         self.postern = bindir / "postern"
         self.libexec = libexec
@@ -640,6 +652,7 @@ class Server:
                     line = f.readline()
                     if line.startswith(b"220"):
                         s.sendall(b"QUIT\r\n")
+                        self._wait_internal_sockets(deadline)
                         return line.decode().strip()
                     last = line
             except OSError as e:
@@ -648,6 +661,17 @@ class Server:
         raise AssertionError("no 220 greeting on port %d within %ds "
                              "(last: %r)\n%s" %
                              (self.smtp_port, timeout, last, self.log_tail()))
+
+    def _wait_internal_sockets(self, deadline):
+        """smtpd may answer before local, qmgr and auth have bound their
+        sockets; tests that expect delivery at accept need them all."""
+        names = ("local", "qmgr", "auth")
+        while time.monotonic() < deadline:
+            if all((self.spool / "private" / n).exists() for n in names):
+                return
+            time.sleep(0.05)
+        raise AssertionError("internal sockets missing after start\n%s" %
+                             self.log_tail())
 
     def stop(self, timeout=45):
         """postern stop; then SIGTERM, then SIGKILL whatever is left."""

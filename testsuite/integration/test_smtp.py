@@ -11,8 +11,8 @@ import socket
 
 import pytest
 
-from conftest import (HOSTNAME, body_of, crlf, header_values, headers,
-                      make_msg, parse)
+from conftest import (HOSTNAME, PASSWORD, body_of, crlf, header_values,
+                      headers, make_msg, parse)
 
 LIMIT = 20000
 SERVER_OPTIONS = {"conf": "message_size_limit = %d\n"
@@ -303,9 +303,12 @@ def test_null_sender(mserver):
 
 
 def test_submission_port_delivers(mserver):
+    """Submission needs a login first (submission_auth_required)."""
     subject = "via-submission-5"
-    mserver.send("alice@example.test", "bob@example.test",
-                 make_msg(subject), port=mserver.submission_port)
+    with mserver.smtp(mserver.submission_port) as s:
+        assert s.login("alice", PASSWORD)[0] == 235
+        s.sendmail("alice@example.test", ["bob@example.test"],
+                   crlf(make_msg(subject)))
     mserver.wait_token("bob", subject)
 
 

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import HOSTNAME, make_msg, requires_root
+from conftest import HOSTNAME, PASSWORD, make_msg, requires_root
 
 SERVER_OPTIONS = {"smtps": True}
 
@@ -96,10 +96,12 @@ def test_implicit_tls_smtps(mserver):
         code, _ = s.ehlo()
         assert code == 250
         assert not s.has_extn("starttls")
+        # smtps is for submission: log in first.
+        assert s.login("alice", PASSWORD)[0] == 235
         s.sendmail("alice@example.test", ["demo@example.test"],
                    make_msg("tls-smtps-1").encode())
     msg = mserver.wait_token("demo", "tls-smtps-1")[0].decode()
-    assert "with ESMTPS id" in msg.split("\n\n", 1)[0]
+    assert "with ESMTPSA id" in msg.split("\n\n", 1)[0]
 
 
 def test_starttls_injection(mserver):
@@ -197,6 +199,7 @@ def test_large_message_over_tls(mserver):
                           local_hostname="client.example.test",
                           context=client_ctx(), timeout=20) as s:
         s.ehlo()
+        s.login("alice", PASSWORD)
         for n in range(2):
             s.sendmail("alice@example.test", ["demo@example.test"],
                        make_msg("tls-big-%d" % n, body=body).encode())

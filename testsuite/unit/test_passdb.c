@@ -4,11 +4,15 @@
  * lookup the SASL mechanisms use.  As root, also shadow and PAM with a
  * system user created for the test (name "pst" + pid) and removed again.
  */
+#include <crypt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "buf.h"
 #include "cfg.h"
@@ -51,28 +55,47 @@ write_file(void)
 	char *sha = password_hash("SHA512-CRYPT", "s3cret");
 	char *blf = password_hash("BLF-CRYPT", "s3cret");
 	char *scram = sasl_scram_sha256_secret("s3cret", NULL, 0, 4096);
+	char *scram2 = password_hash("SCRAM-SHA-256", "s3cret");
+	char *cram = password_hash("CRAM-MD5", "s3cret");
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	const char *yes;
 	FILE *f = fopen(path, "w");
 
-	if (f == NULL || sha == NULL || blf == NULL)
+	/* yescrypt, as Debian's shadow stores it, under {CRYPT}. */
+	if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting,
+	    sizeof(setting)) == NULL)
+		abort();
+	yes = crypt_r("s3cret", setting, cd);
+	if (f == NULL || sha == NULL || blf == NULL || yes == NULL ||
+	    cram == NULL || scram2 == NULL)
 		abort();
 	fprintf(f, "# test users\n"
 	    "plain:{PLAIN}s3cret::::::\n"
 	    "sha:%s::::::\n"
 	    "blf:%s::::::\n"
 	    "scram:%s::::::\n"
+	    "scram2:%s::::::\n"
+	    "cram:%s::::::\n"
+	    "yes:{CRYPT}%s::::::\n"
 	    "weird:{NOSUCH}s3cret::::::\n"
-	    "empty:::::::\n", sha, blf, scram);
+	    "empty:::::::\n", sha, blf, scram, scram2, cram, yes);
 	fclose(f);
 	free(sha);
 	free(blf);
 	free(scram);
+	free(scram2);
+	free(cram);
+	free(cd);
 	return path;
 }
 
 static void
 test_passwd_file(void)
 {
-	static const char *const users[] = { "plain", "sha", "blf", "scram" };
+	static const char *const users[] = {
+		"plain", "sha", "blf", "scram", "scram2", "cram", "yes",
+	};
 	struct userdb_user u;
 	char *path, *spec, *secret;
 	const char *err;
@@ -102,6 +125,9 @@ test_passwd_file(void)
 	test_assert(passdb_has_secrets());
 	test_assert(passdb_lookup_secret("plain", &secret, &err) == 1);
 	test_assert_streq(secret, "{PLAIN}s3cret");
+	free(secret);
+	test_assert(passdb_lookup_secret("cram", &secret, &err) == 1);
+	test_assert(strncmp(secret, "{CRAM-MD5}", 10) == 0);
 	free(secret);
 	test_assert(passdb_lookup_secret("nobody", &secret, &err) == 0);
 	test_assert(secret == NULL);
@@ -151,6 +177,40 @@ test_sasl_lookup(void)
 	    "n,,n=scram,r=abc", 16, &out, &err) == SASL_CONTINUE);
 	test_assert(strstr(buf_cstr(&out), ",i=4096") != NULL);
 	sasl_server_free(&s);
+	/*
+	 * CRAM-MD5 from the {CRAM-MD5} user: the response is
+	 * hex(HMAC-MD5("s3cret", challenge)), computed here with OpenSSL.
+	 */
+	{
+		static const char chal[] = "<1.2@localhost>";
+		unsigned char mac[16];
+		unsigned int maclen, i;
+		char resp[64];
+
+		HMAC(EVP_md5(), "s3cret", 6, (const unsigned char *)chal,
+		    strlen(chal), mac, &maclen);
+		i = (unsigned int)snprintf(resp, sizeof(resp), "cram ");
+		for (; i < 5 + 32; i += 2)
+			snprintf(resp + i, 3, "%02x", mac[(i - 5) / 2]);
+		s = sasl_server_new("CRAM-MD5", "smtp", "localhost",
+		    passdb_sasl_lookup, NULL);
+		sasl_server_set_nonce(s, chal);
+		test_assert(sasl_server_step(s, NULL, 0, &out, &err) ==
+		    SASL_CONTINUE);
+		test_assert(sasl_server_step(s, (unsigned char *)resp,
+		    strlen(resp), &out, &err) == SASL_OK);
+		sasl_server_free(&s);
+		/* The sha user's crypt hash cannot serve CRAM-MD5. */
+		memcpy(resp + 1, "sha", 3);	/* resp + 1: "sha <hex>" */
+		s = sasl_server_new("CRAM-MD5", "smtp", "localhost",
+		    passdb_sasl_lookup, NULL);
+		sasl_server_set_nonce(s, chal);
+		test_assert(sasl_server_step(s, NULL, 0, &out, &err) ==
+		    SASL_CONTINUE);
+		test_assert(sasl_server_step(s, (unsigned char *)resp + 1,
+		    strlen(resp) - 1, &out, &err) == SASL_FAIL);
+		sasl_server_free(&s);
+	}
 	buf_free(&out);
 	unlink(path);
 	free(spec);

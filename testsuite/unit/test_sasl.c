@@ -1,8 +1,9 @@
 /*
  * test_sasl: the SASL mechanisms against the RFC examples (RFC 7677 §3
  * SCRAM-SHA-256, RFC 2195 §2 CRAM-MD5, RFC 4616 PLAIN), a small SCRAM
- * client for secrets derived from {PLAIN}, and malformed input, which
- * must end in SASL_FAIL.
+ * client for secrets derived from {PLAIN} and stored as {SCRAM-SHA-256},
+ * CRAM-MD5 from {CRAM-MD5} contexts (ours and doveadm's), and malformed
+ * input, which must end in SASL_FAIL.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,11 +15,22 @@
 
 #include "base64.h"
 #include "buf.h"
+#include "password.h"
 #include "sasl.h"
 #include "test.h"
 #include "xmalloc.h"
 
 static char *scram_user_secret;
+
+/*
+ * Printed by `doveadm pw -s CRAM-MD5 -p tanstaaftanstaaf` and
+ * `doveadm pw -s SCRAM-SHA-256 -p pencil` (Dovecot 2.3.19.1, Debian 12).
+ */
+#define DOVEADM_CRAM_TIM "{CRAM-MD5}d06d4e1b26fccaa4b0b61801132340a3" \
+	"54b21152711fb604ca3e035e7015116b"
+#define DOVEADM_SCRAM_PENCIL "{SCRAM-SHA-256}4096,rrctbUisDGKpFbShm0cH3w==," \
+	"snKkzTGM2Ldf+lMV7MyKnHrSX6WZN265aja0ZYuMHe8=," \
+	"Z6BAfAMJ7j2G3ya9pm9HkpYA3w+Alst3FK70xOewuF8="
 
 static int
 test_lookup(enum sasl_lookup_op op, const char *user, const char *password,
@@ -41,6 +53,24 @@ test_lookup(enum sasl_lookup_op op, const char *user, const char *password,
 	if (op == SASL_LOOKUP_SECRET && strcmp(user, "user") == 0) {
 		*secret_r = xstrdup(scram_user_secret);
 		return 1;
+	}
+	/* Stored secrets other than {PLAIN}, each for its own user. */
+	if (op == SASL_LOOKUP_SECRET) {
+		if (strcmp(user, "timctx") == 0)
+			*secret_r = password_hash("CRAM-MD5",
+			    "tanstaaftanstaaf");
+		else if (strcmp(user, "timdove") == 0)
+			*secret_r = xstrdup(DOVEADM_CRAM_TIM);
+		else if (strcmp(user, "timbad") == 0)
+			*secret_r = xstrdup("{CRAM-MD5}d06d4e1b26fc");
+		else if (strcmp(user, "scram") == 0)
+			*secret_r = password_hash("SCRAM-SHA-256", "pencil");
+		else if (strcmp(user, "scramdove") == 0)
+			*secret_r = xstrdup(DOVEADM_SCRAM_PENCIL);
+		else if (strcmp(user, "scrambad") == 0)
+			*secret_r = xstrdup("{SCRAM-SHA-256}4096,AAAA");
+		if (*secret_r != NULL)
+			return 1;
 	}
 	for (i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
 		if (strcmp(user, plain[i].user) != 0)
@@ -217,6 +247,20 @@ test_scram_plain_secret(void)
 }
 
 static void
+test_scram_stored_secret(void)
+{
+	test_begin("SCRAM-SHA-256 from {SCRAM-SHA-256} secrets");
+	/* password_hash's secret, and the one doveadm wrote. */
+	test_assert(scram_client("scram", "pencil", "n,,") == SASL_OK);
+	test_assert(scram_client("scram", "pencil!", "n,,") == SASL_FAIL);
+	test_assert(scram_client("scramdove", "pencil", "n,,") == SASL_OK);
+	test_assert(scram_client("scramdove", "Pencil", "n,,") == SASL_FAIL);
+	/* A malformed secret fails like a wrong password. */
+	test_assert(scram_client("scrambad", "pencil", "n,,") == SASL_FAIL);
+	test_end();
+}
+
+static void
 test_scram_malformed(void)
 {
 	static const char *const firsts[] = {
@@ -322,6 +366,40 @@ test_cram_md5(void)
 		test_assert(step(s, NULL, 0, &out) == SASL_CONTINUE);
 		test_assert(step(s, bad[i], strlen(bad[i]), &out) ==
 		    SASL_FAIL);
+		sasl_server_free(&s);
+	}
+	/*
+	 * The same RFC 2195 exchange from stored {CRAM-MD5} contexts: ours,
+	 * doveadm's; a malformed one fails like a wrong password.
+	 */
+	{
+		static const char *const users[] = { "timctx", "timdove" };
+		char *r;
+
+		for (i = 0; i < 2; i++) {
+			s = mech("CRAM-MD5");
+			sasl_server_set_nonce(s, chal);
+			test_assert(step(s, NULL, 0, &out) == SASL_CONTINUE);
+			r = xasprintf("%s b913a602c7eda7a495b4e6e7334d3890",
+			    users[i]);
+			test_assert(step(s, r, strlen(r), &out) == SASL_OK);
+			test_assert_streq(sasl_server_user(s), users[i]);
+			sasl_server_free(&s);
+			free(r);
+			s = mech("CRAM-MD5");
+			sasl_server_set_nonce(s, chal);
+			test_assert(step(s, NULL, 0, &out) == SASL_CONTINUE);
+			r = xasprintf("%s b913a602c7eda7a495b4e6e7334d3891",
+			    users[i]);
+			test_assert(step(s, r, strlen(r), &out) == SASL_FAIL);
+			sasl_server_free(&s);
+			free(r);
+		}
+		s = mech("CRAM-MD5");
+		sasl_server_set_nonce(s, chal);
+		test_assert(step(s, NULL, 0, &out) == SASL_CONTINUE);
+		resp = "timbad b913a602c7eda7a495b4e6e7334d3890";
+		test_assert(step(s, resp, strlen(resp), &out) == SASL_FAIL);
 		sasl_server_free(&s);
 	}
 	/* A random challenge looks like <digits.digits@host>. */
@@ -527,6 +605,7 @@ main(void)
 	test_base64();
 	test_scram_rfc7677();
 	test_scram_plain_secret();
+	test_scram_stored_secret();
 	test_scram_malformed();
 	test_cram_md5();
 	test_plain();

@@ -17,6 +17,9 @@
 
 /* ---- command lines ---- */
 
+/* Line length limit run_lines() sets (0: the parser's default). */
+static size_t lines_max;
+
 /*
  * Feed input in pieces of at most step bytes (0: whole) through a buffer,
  * the way smtpd_session does; return the lines joined by '|', an error as
@@ -30,6 +33,8 @@ run_lines(const char *input, size_t len, size_t step)
 	size_t off = 0, items = 0;
 
 	smtpd_line_parser_init(&p);
+	if (lines_max > 0)
+		p.max = lines_max;
 	buf_init(&in, 0);
 	buf_init(&out, 0);
 	while (off < len) {
@@ -109,6 +114,60 @@ test_lines(void)
 	memcpy(big + n, "\nQUIT\r\n", 7);
 	check_lines("line: overlong line skipped to its LF", big, n + 7,
 	    "!ERR|QUIT");
+}
+
+/* A SASL exchange line may be longer than a command (RFC 4954 §4). */
+static void
+test_lines_max(void)
+{
+	static char big[3 * MAX_SMTP_LINE + 16];
+	static char want[3 * MAX_SMTP_LINE + 16];
+	size_t max = 3 * MAX_SMTP_LINE;
+
+	test_begin("line: default maximum is MAX_SMTP_LINE");
+	{
+		struct smtpd_line_parser p;
+
+		smtpd_line_parser_init(&p);
+		test_assert(p.max == MAX_SMTP_LINE);
+	}
+	test_end();
+
+	lines_max = max;
+	memset(big, 'c', max - 2);
+	memcpy(big + max - 2, "\r\nNOOP\r\n", 8);
+	memset(want, 'c', max - 2);
+	memcpy(want + max - 2, "|NOOP", 6);
+	check_lines("line: a larger maximum is accepted", big, max + 6, want);
+	memset(big, 'c', max - 1);
+	memcpy(big + max - 1, "\r\nNOOP\r\n", 8);
+	check_lines("line: one byte past a larger maximum", big, max + 7,
+	    "!ERR|NOOP");
+	lines_max = 0;
+}
+
+static void
+test_sasl_mech(void)
+{
+	char twenty[21], long21[22];
+
+	memset(twenty, 'A', 20);
+	twenty[20] = '\0';
+	memset(long21, 'A', 21);
+	long21[21] = '\0';
+	test_begin("sasl: mechanism names (RFC 4422 §3.1)");
+	test_assert(smtpd_sasl_mech_valid("PLAIN"));
+	test_assert(smtpd_sasl_mech_valid("login"));
+	test_assert(smtpd_sasl_mech_valid("CRAM-MD5"));
+	test_assert(smtpd_sasl_mech_valid("SCRAM-SHA-256"));
+	test_assert(smtpd_sasl_mech_valid("X_TEST"));
+	test_assert(smtpd_sasl_mech_valid(twenty));
+	test_assert(!smtpd_sasl_mech_valid(long21));
+	test_assert(!smtpd_sasl_mech_valid(""));
+	test_assert(!smtpd_sasl_mech_valid("PLA IN"));
+	test_assert(!smtpd_sasl_mech_valid("PLAIN="));
+	test_assert(!smtpd_sasl_mech_valid("PL\xc3\x84IN"));
+	test_end();
 }
 
 static void
@@ -467,7 +526,9 @@ int
 main(void)
 {
 	test_lines();
+	test_lines_max();
 	test_line_nul();
+	test_sasl_mech();
 	test_command();
 	test_params();
 	test_data();

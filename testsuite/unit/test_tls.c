@@ -433,6 +433,73 @@ test_conversation(void)
 	tls_server_ctx_free(&sctx);
 }
 
+/* ssl_min_protocol and ssl_cipher_list on a server context. */
+static void
+test_policy(void)
+{
+	struct tls_server_ctx *sctx;
+	struct tls_client_ctx *c12, *cany;
+	struct pair p;
+	const char *error = NULL;
+	int sr, cr;
+
+	test_begin("tls server policy: bad values name the setting");
+	sctx = tls_server_ctx_new(cert_rsa, key_rsa, &error);
+	test_assert(sctx != NULL);
+	if (sctx == NULL)
+		abort();
+	error = NULL;
+	test_assert(tls_server_ctx_set_policy(sctx, "TLSv1.1", "",
+	    &error) == -1 && one_line(error));
+	test_assert(error != NULL && strstr(error, "ssl_min_protocol") !=
+	    NULL);
+	error = NULL;
+	test_assert(tls_server_ctx_set_policy(sctx, "", "NO-SUCH-CIPHER",
+	    &error) == -1 && one_line(error));
+	test_assert(error != NULL && strstr(error, "ssl_cipher_list") !=
+	    NULL);
+	if (error != NULL)
+		printf("# %s\n", error);
+	test_assert(tls_server_ctx_set_policy(sctx, "", "", &error) == 0);
+	test_assert(tls_server_ctx_set_policy(sctx, NULL, NULL, &error) == 0);
+	test_end();
+
+	c12 = tls_client_ctx_new(false, NULL, &error);
+	cany = tls_client_ctx_new(false, NULL, &error);
+	test_assert(c12 != NULL && cany != NULL);
+	if (c12 == NULL || cany == NULL)
+		abort();
+	test_assert(tls_client_ctx_set_protocols(c12, NULL, "TLSv1.2",
+	    &error) == 0);
+
+	test_begin("tls server policy: a cipher list for TLS 1.2");
+	test_assert(tls_server_ctx_set_policy(sctx, "TLSv1.2",
+	    "ECDHE-RSA-AES128-GCM-SHA256", &error) == 0);
+	pair_open(&p, sctx, c12, HOST);
+	test_assert(pair_handshake(&p, &sr, &cr) == 0);
+	test_assert_streq(tls_conn_info(p.srv), "TLSv1.2 with cipher "
+	    "ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)");
+	pair_close(&p);
+	test_end();
+
+	test_begin("tls server policy: ssl_min_protocol = TLSv1.3");
+	test_assert(tls_server_ctx_set_policy(sctx, "TLSv1.3", "",
+	    &error) == 0);
+	pair_open(&p, sctx, c12, HOST);
+	test_assert(pair_handshake(&p, &sr, &cr) == -1);
+	test_assert(sr == -1);
+	pair_close(&p);
+	pair_open(&p, sctx, cany, HOST);
+	test_assert(pair_handshake(&p, &sr, &cr) == 0);
+	test_assert_streq(tls_conn_version(p.srv), "TLSv1.3");
+	pair_close(&p);
+	test_end();
+
+	tls_client_ctx_free(&c12);
+	tls_client_ctx_free(&cany);
+	tls_server_ctx_free(&sctx);
+}
+
 static void
 test_verify(void)
 {
@@ -520,6 +587,7 @@ main(void)
 	test_self_signed();
 	test_bad_files();
 	test_conversation();
+	test_policy();
 	test_verify();
 	cleanup();
 	return test_done();

@@ -1,0 +1,410 @@
+/*
+ * imap: the process of the IMAP server that runs as the user (see
+ * imap.h).  posternd starts one per uid and passes it the sessions that
+ * imap-login authenticated; mailproc (login/mailproc.h) receives them.
+ *
+ * This file holds what spans sessions (DESIGN §12 "The mail process per
+ * uid"): the users' stores, and the mailboxes open in this process.  A
+ * mailbox selected by several sessions is open once: one store view,
+ * synced once, and what changed (a flag set by one session, an expunge,
+ * a delivery noticed through inotify) is queued to every session that
+ * selected it, to be sent when the protocol allows (at the end of a
+ * command, or at once to a session in IDLE).  What happens inside a
+ * session is imap_session.c's and the imap_cmd_*.c files'.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cfg.h"
+#include "imap.h"
+#include "ioloop.h"
+#include "log.h"
+#include "mailproc.h"
+#include "mime.h"
+#include "store.h"
+#include "str.h"
+#include "xmalloc.h"
+
+static struct imap_user *imap_users;
+
+/* ---- users ---- */
+
+struct imap_user *
+imap_user_get(const char *user, const char *home, const char *mail,
+    const char **error_r)
+{
+	struct imap_user *u;
+
+	for (u = imap_users; u != NULL; u = u->next) {
+		if (strcmp(u->user, user) == 0 && strcmp(u->home, home) == 0 &&
+		    strcmp(u->mail, mail) == 0) {
+			u->refs++;
+			return u;
+		}
+	}
+	u = xcalloc(1, sizeof(*u));
+	if (store_user_open(mail, user, home, &u->su, error_r) < 0) {
+		free(u);
+		return NULL;
+	}
+	u->user = xstrdup(user);
+	u->home = xstrdup(home);
+	u->mail = xstrdup(mail);
+	u->refs = 1;
+	u->next = imap_users;
+	imap_users = u;
+	return u;
+}
+
+void
+imap_user_unref(struct imap_user **up)
+{
+	struct imap_user *u = *up, **pp;
+
+	*up = NULL;
+	if (u == NULL || --u->refs > 0)
+		return;
+	if (u->mboxes != NULL)
+		log_panic("imap_user_unref: mailboxes still open");
+	for (pp = &imap_users; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			break;
+		}
+	store_user_close(&u->su);
+	free(u->user);
+	free(u->home);
+	free(u->mail);
+	free(u);
+}
+
+void
+imap_user_autocreate(struct imap_user *u)
+{
+	static const char *const names[] = IMAP_SPECIAL_FOLDERS;
+	const char *error;
+	char **subs;
+	bool exists;
+	size_t i;
+
+	if (store_subscriptions_read(u->su, &subs, &exists, &error) < 0) {
+		log_error("imap(%s): %s", u->user, error);
+		return;
+	}
+	strv_free(&subs);
+	/* Once: a user who deleted Junk does not get it back. */
+	if (exists)
+		return;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int r = store_folder_create(u->su, names[i], &error);
+
+		if (r == STORE_ERR_CANNOT) {
+			/* A mail_location without folders (one mbox). */
+			log_debug("imap(%s): no %s: %s", u->user, names[i],
+			    error);
+			return;
+		}
+		if (r == STORE_ERR_TEMP) {
+			log_error("imap(%s): cannot create %s: %s", u->user,
+			    names[i], error);
+			continue;
+		}
+		if (store_subscription_set(u->su, names[i], true,
+		    &error) < 0)
+			log_error("imap(%s): cannot subscribe %s: %s",
+			    u->user, names[i], error);
+	}
+}
+
+/* ---- open mailboxes ---- */
+
+struct imap_mbox *
+imap_mbox_find(struct imap_user *u, const char *name, bool readonly)
+{
+	struct imap_mbox *m;
+
+	for (m = u->mboxes; m != NULL; m = m->next)
+		if (m->readonly == readonly && strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+static void imap_mbox_notify(int fd, int events, void *ctx);
+
+/* Sessions that see this mailbox must report what the sync found. */
+static void
+imap_mbox_cb_expunged(uint32_t idx, uint32_t uid, void *ctx)
+{
+	struct imap_mbox *m = ctx;
+	unsigned int i;
+
+	(void)idx;
+	m->expunge_gen++;
+	for (i = 0; i < IMAP_MIME_CACHE; i++)
+		if (m->cache[i].tree != NULL && m->cache[i].uid == uid)
+			mime_part_free(&m->cache[i].tree);
+}
+
+static void
+imap_mbox_cb_flags(uint32_t idx, void *ctx)
+{
+	struct imap_mbox *m = ctx;
+
+	imap_mbox_flags_changed(m, store_mailbox_msg(m->mb, idx)->uid, NULL);
+}
+
+static void
+imap_mbox_cb_new(uint32_t count, void *ctx)
+{
+	(void)count;
+	(void)ctx;
+	/* Sessions compare their view with the store's (new UIDs are
+	 * always above the old ones). */
+}
+
+static void
+imap_mbox_cache_clear(struct imap_mbox *m)
+{
+	unsigned int i;
+
+	for (i = 0; i < IMAP_MIME_CACHE; i++)
+		mime_part_free(&m->cache[i].tree);
+}
+
+void
+imap_mbox_sync_cb(struct imap_mbox *m, struct store_sync_cb *cb)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->expunged = imap_mbox_cb_expunged;
+	cb->flags_changed = imap_mbox_cb_flags;
+	cb->new_messages = imap_mbox_cb_new;
+	cb->ctx = m;
+}
+
+int
+imap_mbox_sync(struct imap_mbox *m, const char **error_r)
+{
+	struct store_sync_cb cb;
+
+	imap_mbox_sync_cb(m, &cb);
+	timer_remove(&m->sync_timer);
+	if (m->notify_io != NULL)
+		io_set_events(m->notify_io, IOLOOP_READ);
+	if (store_mailbox_sync(m->mb, &cb, error_r) < 0)
+		return -1;
+	if (store_mailbox_uidvalidity(m->mb) != m->uidvalidity) {
+		/* Everything the sessions knew is void (RFC 9051
+		 * §2.3.1.1): they see it all expunged and new. */
+		m->uidvalidity = store_mailbox_uidvalidity(m->mb);
+		m->recent_upto = 0;
+		m->fresh_upto = 0;
+		m->expunge_gen++;
+		imap_mbox_cache_clear(m);
+	}
+	imap_mbox_poke(m);
+	return 0;
+}
+
+void
+imap_mbox_poke(struct imap_mbox *m)
+{
+	struct imap_session *s, *next;
+
+	for (s = m->sessions; s != NULL; s = next) {
+		next = s->sel_next;
+		imap_session_poke(s);
+	}
+}
+
+static void
+imap_mbox_sync_timer(void *ctx)
+{
+	struct imap_mbox *m = ctx;
+	const char *error;
+
+	m->sync_timer = NULL;
+	if (imap_mbox_sync(m, &error) < 0)
+		log_error("imap(%s): sync of %s failed: %s", m->u->user,
+		    m->name, error);
+}
+
+/* inotify: the mailbox changed on disk (a delivery, mutt, ...). */
+static void
+imap_mbox_notify(int fd, int events, void *ctx)
+{
+	struct imap_mbox *m = ctx;
+
+	(void)fd;
+	(void)events;
+	/* The sync drains the descriptor; until then, do not listen. */
+	io_set_events(m->notify_io, 0);
+	if (m->sync_timer == NULL)
+		m->sync_timer = timer_add(IMAP_SYNC_DELAY_MS,
+		    imap_mbox_sync_timer, m);
+}
+
+struct imap_mbox *
+imap_mbox_get(struct imap_user *u, const char *name, bool readonly,
+    int *kind_r, const char **error_r)
+{
+	struct imap_mbox *m = imap_mbox_find(u, name, readonly);
+	int fd;
+
+	*kind_r = 0;
+	if (m != NULL) {
+		m->refs++;
+		return m;
+	}
+	if (store_folder_exists(u->su, name) == 0) {
+		*kind_r = STORE_ERR_NONEXISTENT;
+		*error_r = "Mailbox doesn't exist";
+		return NULL;
+	}
+	m = xcalloc(1, sizeof(*m));
+	if (store_mailbox_open(u->su, name, readonly ?
+	    STORE_OPEN_READONLY : 0, &m->mb, error_r) < 0) {
+		*kind_r = store_folder_exists(u->su, name) == 0 ?
+		    STORE_ERR_NONEXISTENT : STORE_ERR_TEMP;
+		free(m);
+		return NULL;
+	}
+	store_keywords_load(m->mb);
+	m->u = u;
+	u->refs++;
+	m->name = xstrdup(name);
+	m->readonly = readonly;
+	m->refs = 1;
+	m->uidvalidity = store_mailbox_uidvalidity(m->mb);
+	m->next = u->mboxes;
+	u->mboxes = m;
+	fd = store_mailbox_notify_fd(m->mb);
+	if (fd >= 0)
+		m->notify_io = io_add(fd, IOLOOP_READ, imap_mbox_notify, m);
+	return m;
+}
+
+void
+imap_mbox_unref(struct imap_mbox **mp)
+{
+	struct imap_mbox *m = *mp, **pp;
+	struct imap_user *u;
+
+	*mp = NULL;
+	if (m == NULL || --m->refs > 0)
+		return;
+	if (m->sessions != NULL)
+		log_panic("imap_mbox_unref: sessions still attached");
+	u = m->u;
+	for (pp = &u->mboxes; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == m) {
+			*pp = m->next;
+			break;
+		}
+	io_remove(&m->notify_io);
+	timer_remove(&m->sync_timer);
+	timer_remove(&m->poke_timer);
+	imap_mbox_cache_clear(m);
+	store_mailbox_close(&m->mb);
+	free(m->name);
+	free(m);
+	imap_user_unref(&u);
+}
+
+static void
+imap_mbox_poke_timer(void *ctx)
+{
+	struct imap_mbox *m = ctx;
+
+	m->poke_timer = NULL;
+	imap_mbox_poke(m);
+}
+
+void
+imap_mbox_flags_changed(struct imap_mbox *m, uint32_t uid,
+    struct imap_session *except)
+{
+	struct imap_session *s;
+	bool others = false;
+
+	for (s = m->sessions; s != NULL; s = s->sel_next)
+		if (s != except) {
+			imap_session_mark_flags(s, uid);
+			others = true;
+		}
+	/* Idling sessions hear of it right after this command's turn, once
+	 * for all the messages it changed. */
+	if (others && m->poke_timer == NULL)
+		m->poke_timer = timer_add(0, imap_mbox_poke_timer, m);
+}
+
+bool
+imap_mbox_is_recent(const struct imap_mbox *m, const struct store_msg *sm)
+{
+	if (sm->uid <= m->recent_upto)
+		return false;	/* another session has it */
+	return (sm->flags & STORE_RECENT) != 0 || sm->uid <= m->fresh_upto;
+}
+
+void
+imap_mbox_saved(struct imap_mbox *m, const uint32_t *uids, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (uids[i] > m->fresh_upto)
+			m->fresh_upto = uids[i];
+}
+
+struct mime_part *
+imap_mbox_cache_get(struct imap_mbox *m, uint32_t uid)
+{
+	unsigned int i;
+
+	for (i = 0; i < IMAP_MIME_CACHE; i++)
+		if (m->cache[i].tree != NULL && m->cache[i].uid == uid)
+			return m->cache[i].tree;
+	return NULL;
+}
+
+void
+imap_mbox_cache_put(struct imap_mbox *m, uint32_t uid,
+    struct mime_part *tree)
+{
+	struct imap_mime_cached *c = &m->cache[m->cache_next];
+
+	mime_part_free(&c->tree);
+	c->uid = uid;
+	c->tree = tree;
+	m->cache_next = (m->cache_next + 1) % IMAP_MIME_CACHE;
+}
+
+void
+imap_mbox_gone(struct imap_user *u, const char *name)
+{
+	struct imap_mbox *m;
+	size_t len = strlen(name);
+
+	/*
+	 * Sessions that selected it see every message expunged at their
+	 * next chance and then an empty mailbox, as RFC 9051 §6.3.4 lets
+	 * a server treat a mailbox deleted under a session.
+	 */
+	for (m = u->mboxes; m != NULL; m = m->next) {
+		const char *error;
+
+		if (strncmp(m->name, name, len) != 0 ||
+		    (m->name[len] != '\0' && m->name[len] != '/'))
+			continue;
+		if (imap_mbox_sync(m, &error) < 0)
+			log_debug("imap(%s): %s is gone: %s", u->user,
+			    m->name, error);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	return mailproc_main("imap", argc, argv, imap_session_new);
+}
