@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cfg.h"
 #include "ioloop.h"
 #include "limits_pst.h"
 #include "local_client.h"
@@ -207,6 +208,28 @@ smtpd_session_arm_timeout(struct smtpd_session *s)
 		    smtpd_session_timeout, s);
 }
 
+/*
+ * Whether the client already has smtpd_client_connection_count_limit
+ * sessions (Postfix's limit; $mynetworks clients are exempt, as with
+ * Postfix's default smtpd_client_event_limit_exceptions).
+ */
+static bool
+smtpd_session_over_ip_limit(const struct smtpd_session *s)
+{
+	const struct smtpd_session *o;
+	long long limit = cfg_get_int("smtpd_client_connection_count_limit");
+	long long n = 0;
+
+	if (limit <= 0 || s->local || s->addr == NULL ||
+	    netaddr_list_match(s->set->mynetworks, &s->naddr))
+		return false;
+	for (o = smtpd_sessions; o != NULL; o = o->next)
+		if (o != s && !o->local && o->addr != NULL &&
+		    strcmp(o->addr, s->addr) == 0 && ++n >= limit)
+			return true;
+	return false;
+}
+
 void
 smtpd_session_new(int fd, enum smtpd_service service)
 {
@@ -243,6 +266,13 @@ smtpd_session_new(int fd, enum smtpd_service service)
 		    smtpd_nsessions, smtpd_session_client(s));
 		smtpd_session_reply(s, "421 4.3.2 %s Service temporarily "
 		    "unavailable", s->set->myhostname);
+		smtpd_session_close(s);
+	} else if (smtpd_session_over_ip_limit(s)) {
+		log_warning("Connection concurrency limit exceeded: %s "
+		    "(smtpd_client_connection_count_limit)",
+		    smtpd_session_client(s));
+		smtpd_session_reply(s, "421 4.7.0 %s Error: too many "
+		    "connections from %s", s->set->myhostname, s->addr);
 		smtpd_session_close(s);
 	} else if (smtps && s->set->tls_ctx == NULL) {
 		log_warning("smtps connection from %s: no usable certificate",

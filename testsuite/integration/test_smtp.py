@@ -8,6 +8,7 @@ import re
 import select
 import smtplib
 import socket
+import time
 
 import pytest
 
@@ -665,3 +666,46 @@ def test_delivery_at_accept_local_and_remote(make_server, at_accept):
     who = "local" if at_accept == "yes" else "qmgr"
     assert re.search(r"postern/%s\[\d+\]: " % who, sent[0]), sent
     assert not srv.log_lines(r"%s: removed" % qid)
+
+
+def test_connection_count_limit_per_client(make_server):
+    """smtpd_client_connection_count_limit: a client outside $mynetworks
+    gets 421 4.7.0 for the connection over the limit; closing one lets
+    the next one in; $mynetworks clients are exempt."""
+    srv = make_server(mynetworks="192.0.2.0/24",
+                      conf="smtpd_client_connection_count_limit = 2\n")
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", srv.smtp_port), 10)
+            held.append(s)
+            assert s.makefile("rb").readline().startswith(b"220 ")
+        extra = socket.create_connection(("127.0.0.1", srv.smtp_port), 10)
+        line = extra.makefile("rb").readline()
+        extra.close()
+        assert line.startswith(b"421 4.7.0 "), line
+        assert b"too many connections from 127.0.0.1" in line, line
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            s = socket.create_connection(("127.0.0.1", srv.smtp_port), 10)
+            line = s.makefile("rb").readline()
+            if line.startswith(b"220 ") or time.monotonic() > deadline:
+                break
+            s.close()
+            time.sleep(0.1)
+        held.append(s)
+        assert line.startswith(b"220 "), line
+    finally:
+        for s in held:
+            s.close()
+    assert "Connection concurrency limit exceeded" in srv.log()
+    exempt = make_server(conf="smtpd_client_connection_count_limit = 1\n")
+    a = socket.create_connection(("127.0.0.1", exempt.smtp_port), 10)
+    b = socket.create_connection(("127.0.0.1", exempt.smtp_port), 10)
+    try:
+        assert a.makefile("rb").readline().startswith(b"220 ")
+        assert b.makefile("rb").readline().startswith(b"220 ")
+    finally:
+        a.close()
+        b.close()
