@@ -449,7 +449,10 @@ add_rcpt(struct queue_msg *msg, const char *data, bool added)
 		else if (added && strncmp(fields[i], "parent=", 7) == 0) {
 			long long p;
 
-			if (str_to_ll(fields[i] + 7, 0, INT_MAX, &p) == 0)
+			/* Only an earlier recipient can be the parent: no
+			 * cycles, whatever a damaged file says. */
+			if (str_to_ll(fields[i] + 7, 0, INT_MAX, &p) == 0 &&
+			    (size_t)p < msg->rcpt_count - 1)
 				r->parent = (int)p;
 		}
 	}
@@ -590,6 +593,13 @@ queue_file_read(int fd, struct queue_msg *msg, const char **error_r)
 		pos += len;
 		if (memchr(data, '\0', len) != NULL) {
 			*error_r = "NUL byte in envelope record";
+			goto corrupt;
+		}
+		/* Addresses reach logs, bounces and the environment of
+		 * commands: a line break can only be damage. */
+		if ((type == 'F' || type == 'R' || type == 'r') &&
+		    strpbrk(data, "\r\n") != NULL) {
+			*error_r = "line break in an address record";
 			goto corrupt;
 		}
 		if (seen_e) {

@@ -125,6 +125,17 @@ cppflags="$cppflags -I$top/master -I$top/login"
 harness master_handoff "$top/master/master_handoff_parse.c" \
     "$top/common/base64.c" ||
     { echo "fuzz_master_handoff: build failed" >&2; status=1; }
+# The queue file reader (qmgr, local, bounce, postern queue).
+harness queue_file "$top/smtp/queue_file.c" "$top/common/fdio.c" ||
+    { echo "fuzz_queue_file: build failed" >&2; status=1; }
+# The SASL mechanisms of the auth service, with the password schemes.
+cppflags="$cppflags -I$top/auth"
+libs_save=$libs
+libs="$libs -lcrypto -lcrypt"
+harness sasl "$top/auth/sasl.c" "$top/common/password.c" \
+    "$top/common/base64.c" ||
+    { echo "fuzz_sasl: build failed" >&2; status=1; }
+libs=$libs_save
 # smtpd_parse.c belongs to the SMTP server and may be mid-change: last.
 harness smtpd_parse "$top/smtp/smtpd_parse.c" ||
     { echo "fuzz_smtpd_parse: build failed" >&2; status=1; }
