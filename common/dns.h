@@ -75,4 +75,15 @@ enum dns_status dns_lookup_txt(const char *name, char ***txt_r,
 enum dns_status dns_lookup_ptr(const struct sockaddr *sa, char **name_r,
 	    const char **why_r);
 
+/*
+ * Ownership of the results above: *addrs_r of dns_lookup_host() is one
+ * malloc'ed array (free()); the vectors of dns_lookup_a() and
+ * dns_lookup_txt() are NULL-terminated arrays of malloc'ed strings, freed
+ * by dns_strv_free() (which sets *v to NULL); the name of dns_lookup_ptr()
+ * is malloc'ed (free()).  Nothing is allocated unless DNS_OK.
+ */
+void	dns_strv_free(char ***v);
+/* "ok", "notfound", "nullmx", "tempfail", "fail": for logs and tests. */
+const char *dns_status_str(enum dns_status st);
+
 #endif
