@@ -698,6 +698,31 @@ queue_msg_free(struct queue_msg *msg)
 	memset(msg, 0, sizeof(*msg));
 }
 
+off_t
+queue_file_trim_tail(int fd)
+{
+	unsigned char h[5];
+	struct stat st;
+	off_t pos = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	while (pos + 5 <= st.st_size) {
+		uint32_t len;
+
+		if (pread(fd, h, 5, pos) != 5)
+			return -1;
+		len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 |
+		    (uint32_t)h[3] << 8 | h[4];
+		if ((off_t)len > st.st_size - pos - 5)
+			break;
+		pos += 5 + (off_t)len;
+	}
+	if (pos < st.st_size && ftruncate(fd, pos) < 0)
+		return -1;
+	return st.st_size - pos;
+}
+
 int
 queue_file_append(int fd, char type, const char *data, size_t len, bool sync)
 {

@@ -175,6 +175,13 @@ void	queue_msg_free(struct queue_msg *msg);
 int	queue_file_append(int fd, char type, const char *data, size_t len,
 	    bool sync);
 
+/*
+ * Cut a torn last record (a crash while appending) off the file, so that
+ * records appended after it are read.  Returns the bytes removed (0 when
+ * the file ends on a record boundary), or -1 (errno set).
+ */
+off_t	queue_file_trim_tail(int fd);
+
 /* Notify qmgr that incoming/ID exists (datagram, never blocks). */
 void	queue_notify_qmgr(const char *queue_dir, const char *id);
 

@@ -16,9 +16,10 @@
  *   - a file read as ok has a sender, every recipient has an address
  *     without NUL or line ends, a parent index (r records) below its own
  *     index, and the message lies inside the file;
- *   - after appending a 'D' record for recipient 0 (what qmgr does)
- *     the file still reads as ok, with that recipient done and the same
- *     recipient count; a torn tail (half a record) is ignored.
+ *   - after cutting a torn tail and appending a 'D' record for
+ *     recipient 0 (what qmgr does when it loads and delivers) the file
+ *     still reads as ok, with that recipient done and the same
+ *     recipient count; a torn tail (half a record) after it is ignored.
  */
 #include "config.h"
 
@@ -114,6 +115,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (fstat(fd, &st) < 0)
 			fuzz_qf_fail("fstat");
 		fuzz_qf_check(&m, st.st_size);
+		/* What qmgr does when it loads the file: cut a torn
+		 * tail, then append. */
+		if (queue_file_trim_tail(fd) < 0)
+			fuzz_qf_fail("trim");
 		if (m.rcpt_count > 0 &&
 		    queue_file_append(fd, 'D', "0", 1, false) == 0) {
 			/* And a torn half record after it. */
