@@ -129,5 +129,8 @@ void	master_handoff_stop(void);
 char	*master_data_path(const char *name);
 /* Bind the listeners a reload left pending (before starting smtpd). */
 void	master_listeners_bind_pending(void);
+/* master_tls.c: smtpd's certificate and key, read as root (POSTERN_TLS_FD). */
+void	master_tls_refresh(void);
+int	master_tls_fd(void);
 
 #endif

@@ -357,6 +357,7 @@ master_service_spawn(struct master_service *svc)
 	char *path;
 	pid_t pid, parent = getpid();
 	int sp[2] = { -1, -1 };
+	int tls_fd = master_tls_fd();
 
 	if (svc->listen_services != NULL)
 		master_listeners_bind_pending();
@@ -405,7 +406,18 @@ master_service_spawn(struct master_service *svc)
 		master_child_env();
 		if (svc->login_proto != NULL)
 			master_child_login_env(sp[1], 3 + n, &fds[n]);
-		master_child_setup(fds, svc->login_proto != NULL ? n + 1 : n);
+		else if (svc->listen_services == smtpd_listen_services &&
+		    tls_fd >= 0) {
+			char num[32];
+
+			/* smtpd: its certificate and key (master_tls.c). */
+			snprintf(num, sizeof(num), "%zu", 3 + n);
+			setenv("POSTERN_TLS_FD", num, 1);
+			fds[n] = tls_fd;
+		} else
+			unsetenv("POSTERN_TLS_FD");
+		master_child_setup(fds, svc->login_proto != NULL ||
+		    getenv("POSTERN_TLS_FD") != NULL ? n + 1 : n);
 		if (master.root_mode && !svc->needs_root &&
 		    svc->login_proto == NULL)
 			master_child_drop();

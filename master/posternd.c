@@ -998,6 +998,7 @@ master_on_reload(int signo, void *ctx)
 		log_error("%s: services keep running as the previous run_user",
 		    error);
 	changed = master_listeners_reload();
+	master_tls_refresh();
 	master_services_reload(changed);
 	log_info("reload -- version %s, configuration %s", PACKAGE_VERSION,
 	    master.config_path);
@@ -1085,6 +1086,7 @@ main(int argc, char *argv[])
 	 * failed start. */
 	master_make_cert();
 	master_check_tls();
+	master_tls_refresh();
 
 	if (!master.foreground)
 		ready_fd = master_daemonize();

@@ -77,7 +77,7 @@ smtpd_settings_tls(struct smtpd_settings *set)
 	const char *level = cfg_get("smtpd_tls_security_level");
 	const char *cert = cfg_get("smtpd_tls_cert_file");
 	const char *key = cfg_get("smtpd_tls_key_file");
-	const char *error = NULL;
+	const char *error = NULL, *tlsfd;
 	char *dcert = NULL, *dkey = NULL;
 
 	if (strcmp(level, "none") == 0)
@@ -105,6 +105,17 @@ smtpd_settings_tls(struct smtpd_settings *set)
 	}
 	if (*key == '\0')
 		key = cert;	/* Postfix: the key may be in the cert file */
+	/*
+	 * posternd read the same pair as root and passes its bytes, so a
+	 * key readable by root only works too (master/master_tls.c); it
+	 * refreshes them before it signals a reload.
+	 */
+	if ((tlsfd = getenv("POSTERN_TLS_FD")) != NULL &&
+	    strspn(tlsfd, "0123456789") == strlen(tlsfd) && *tlsfd != '\0') {
+		free(dcert);
+		dcert = xasprintf("/proc/self/fd/%s", tlsfd);
+		cert = key = dcert;
+	}
 	set->tls_ctx = tls_server_ctx_new(cert, key, &error);
 	if (set->tls_ctx != NULL &&
 	    tls_server_ctx_set_policy(set->tls_ctx, cfg_get("ssl_min_protocol"),
