@@ -442,8 +442,10 @@ add_rcpt(struct queue_msg *msg, const char *data, bool added)
 	r->addr = xstrdup(fields[0] != NULL && data[0] != '\t' ?
 	    fields[0] : "");
 	for (i = r->addr[0] != '\0' ? 1 : 0; fields[i] != NULL; i++) {
-		if (str_starts_case(fields[i], "ORCPT="))
+		if (str_starts_case(fields[i], "ORCPT=")) {
+			free(r->orcpt);	/* a damaged file may repeat it */
 			r->orcpt = xstrdup(fields[i] + 6);
+		}
 		else if (str_starts_case(fields[i], "NOTIFY="))
 			r->notify = parse_notify(fields[i] + 7);
 		else if (added && strncmp(fields[i], "parent=", 7) == 0) {
