@@ -117,18 +117,6 @@ struct sm_sink {
 
 /* ---- small helpers ---- */
 
-static void __attribute__((format(printf, 1, 2)))
-sm_warn(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", admin_progname);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static void __attribute__((noreturn, format(printf, 2, 3)))
 sm_fatal(int status, const char *fmt, ...)
 {
@@ -994,7 +982,7 @@ sm_queue_direct(struct sm_opts *o, struct sm_message *m, FILE *in,
 		sm_fatal(EX_TEMPFAIL, "cannot write the queue file");
 	}
 	if (queue_writer_commit(&s.qw, &error) < 0) {
-		sm_warn("fatal: cannot queue the message: %s", error);
+		admin_err("fatal: cannot queue the message: %s", error);
 		status = EX_TEMPFAIL;
 	} else
 		queue_notify_qmgr(qdir, notice_id);
@@ -1133,7 +1121,7 @@ sm_deliver(struct sm_opts *o)
 			accepted++;
 			continue;
 		}
-		sm_warn("%s: %s", rcpts[i], buf_cstr(&c.reply));
+		admin_err("%s: %s", rcpts[i], buf_cstr(&c.reply));
 		/* Report the most telling failure: unknown user first. */
 		status = sm_reply_status(&c);
 		if (worst == 0 || status == EX_NOUSER ||
@@ -1417,7 +1405,7 @@ sm_parse_options(int argc, char **argv, struct sm_opts *o)
 				/* Accepted and ignored (Postfix compatible). */
 				break;
 			default:
-				sm_warn("unknown option -%c", opt);
+				admin_err("unknown option -%c", opt);
 				sm_usage();
 			}
 			if (val != NULL)

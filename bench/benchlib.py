@@ -449,7 +449,8 @@ class Postern:
         self.optional = []
         self.lines = []
 
-    SERVICES = ("smtpd", "qmgr", "local")
+    # Every service posternd insists on (master_services_check).
+    SERVICES = ("smtpd", "qmgr", "local", "smtp", "auth")
 
     @staticmethod
     def find_build(hint, services=SERVICES):
@@ -670,3 +671,532 @@ def on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
+# ---------------------------------------------------------------------------
+# POP3 and IMAP (bench/pop3, bench/imap): the mail both servers serve, a
+# private Dovecot with its pop3 or imap service, Postern with its login and
+# mail processes, and the load client (bench/mailload.c, built with cc).
+
+MAIL_PASSWORD = "Bench-pw.42"
+# Every generated message ends with this line; the load client checks it.
+MAIL_TRAILER = "end of bench message"
+MAIL_WORDS = ("the quick brown fox jumps over a lazy dog while mail "
+              "servers count octets and flags in every folder of the "
+              "office").split()
+
+
+def make_mail(i, size, seed=1):
+    """Message number i (bytes, LF line ends, as Maildir files usually
+    hold them) of about size bytes: between half and one and a half times
+    size, the same for the same (i, size, seed).  Some body lines start
+    with a dot, so POP3 byte-stuffing is exercised."""
+    x = (i * 2654435761 + seed * 40503) & 0xffffffff
+    target = size // 2 + x % (size + 1)
+    head = (
+        "Return-Path: <sender%d@bench.example>\n"
+        "Received: from client.bench.example (client.bench.example "
+        "[192.0.2.%d])\n\tby bench.localdomain with ESMTP id B%08X\n"
+        "\tfor <reader@bench.localdomain>; Mon, 23 Nov 2026 10:%02d:%02d "
+        "+0000\n"
+        "From: Sender %d <sender%d@bench.example>\n"
+        "To: Reader <reader@bench.localdomain>\n"
+        "Subject: bench message %d about %s\n"
+        "Date: Mon, 23 Nov 2026 10:%02d:%02d +0000\n"
+        "Message-ID: <%d.%08x@bench.example>\n"
+        "MIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=us-ascii\n\n" % (
+            i % 97, 1 + i % 250, x, (i // 60) % 60, i % 60, i % 97, i % 97,
+            i, MAIL_WORDS[x % len(MAIL_WORDS)], (i // 60) % 60, i % 60, i,
+            x))
+    lines, n, k = [], len(head) + len(MAIL_TRAILER) + 1, x
+    while n < target:
+        k = (k * 1103515245 + 12345) & 0x7fffffff
+        words, w = [], 0
+        while w < 60:
+            word = MAIL_WORDS[(k >> (len(words) % 16)) % len(MAIL_WORDS)]
+            words.append(word)
+            w += len(word) + 1
+        line = " ".join(words)
+        if k % 17 == 0:
+            line = "." + line
+        lines.append(line)
+        n += len(line) + 1
+    return (head + "\n".join(lines + [MAIL_TRAILER]) + "\n").encode()
+
+
+def mail_vsize(data):
+    """The size a POP3 or IMAP server reports: with CRLF line ends."""
+    return len(data) + data.count(b"\n")
+
+
+# Generated messages are kept between runs under TMPDIR/MAIL_CACHE, one
+# directory per (count, mean size, seed), and the Maildirs of a run are hard
+# links to them: deleting a link is cheap, while deleting 100,000 files on
+# a filesystem mounted with "discard" takes minutes.  Maildir files are
+# never changed in place (flags are renames), so the servers cannot alter
+# the cached copies; each server's Maildir still has its own names.
+MAIL_CACHE = "postern-bench-mail"
+MAIL_CACHE_VERSION = 1              # bump when make_mail changes
+
+
+class MessageStore:
+    """count messages of make_mail(i, size, seed) as files m0, m1, ...
+    (mode 0644, owned by root) in a directory under tmpdir, written once
+    and reused by later runs; sizes[i] and vsizes[i] are their sizes."""
+
+    def __init__(self, tmpdir, count, size, seed):
+        self.dir = os.path.join(tmpdir, MAIL_CACHE, "v%d-%d-%d-%d" % (
+            MAIL_CACHE_VERSION, count, size, seed))
+        self.count = count
+        manifest = os.path.join(self.dir, "manifest")
+        self.sizes, self.vsizes = [], []
+        try:
+            with open(manifest) as f:
+                for line in f:
+                    a, b = line.split()
+                    self.sizes.append(int(a))
+                    self.vsizes.append(int(b))
+        except (OSError, ValueError):
+            self.sizes, self.vsizes = [], []
+        if len(self.sizes) == count:
+            return
+        log("writing %d messages of about %d bytes to %s (kept for later "
+            "runs)" % (count, size, self.dir))
+        os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        os.chmod(os.path.dirname(self.dir), 0o755)
+        t = 1795000000
+        self.sizes, self.vsizes = [], []
+        for i in range(count):
+            data = make_mail(i, size, seed)
+            name = os.path.join(self.dir, "m%d" % i)
+            with open(name, "wb") as f:
+                f.write(data)
+            os.chmod(name, 0o644)
+            os.utime(name, (t + i, t + i))
+            self.sizes.append(len(data))
+            self.vsizes.append(mail_vsize(data))
+        # The manifest last: a store without one is incomplete.
+        with open(manifest + ".tmp", "w") as f:
+            for a, b in zip(self.sizes, self.vsizes):
+                f.write("%d %d\n" % (a, b))
+        os.rename(manifest + ".tmp", manifest)
+
+
+def fill_maildir(home, store, owner, sizes=True):
+    """A Maildir under home (owned by owner) holding the messages of store
+    (a MessageStore) in new/, as a delivery agent leaves them, each a hard
+    link to the store's file.  With sizes, the file names carry the size
+    and the size with CRLF (",S=N,W=N") as Dovecot's own delivery (LDA,
+    LMTP) and Postern's store write them, so neither server has to read a
+    file to learn its size; without, names are as Postfix's local(8) writes
+    them and each server computes the sizes once for its index."""
+    md = os.path.join(home, "Maildir")
+    for sub in ("cur", "new", "tmp"):
+        os.makedirs(os.path.join(md, sub), mode=0o700, exist_ok=True)
+    t = 1795000000
+    for i in range(store.count):
+        name = os.path.join(md, "new", "%d.M%dP%dQ%d.bench.localdomain%s" % (
+            t + i, i % 1000000, os.getpid(), i + 1,
+            ",S=%d,W=%d" % (store.sizes[i], store.vsizes[i]) if sizes
+            else ""))
+        os.link(os.path.join(store.dir, "m%d" % i), name)
+    for d in (home, md, md + "/cur", md + "/new", md + "/tmp"):
+        os.chown(d, owner.pw_uid, owner.pw_gid)
+
+
+def wait_greeting(port, prefix, timeout, alive=None):
+    """Wait until 127.0.0.1:port greets with prefix (b"+OK", b"* OK")."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if alive is not None and not alive():
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1) as s:
+                s.settimeout(2)
+                if s.recv(512).startswith(prefix):
+                    s.sendall(b"QUIT\r\n" if prefix == b"+OK" else
+                              b"x LOGOUT\r\n")
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def mail_build(hint, proto):
+    """(build directory, {service: path}) of a Postern build with the
+    login and mail processes of proto, or (None, None)."""
+    services = tuple(dict.fromkeys(Postern.SERVICES + (
+        "auth", proto + "-login", proto)))
+    cands = [hint] if hint else [
+        os.environ.get("POSTERN_BUILD"), TOP, "/usr/local/sbin", "/usr/sbin"]
+    for d in cands:
+        if not d or not os.path.isfile(os.path.join(d, "posternd")):
+            continue
+        places = [d] + [os.path.join(d, x) for x in (
+            "smtp", "auth", "pop3", "imap", "login")] + [
+            "/usr/local/libexec/postern", "/usr/libexec/postern"]
+        out = {}
+        for s in services:
+            for p in places:
+                f = os.path.join(p, s)
+                if os.path.isfile(f) and os.access(f, os.X_OK):
+                    out[s] = f
+                    break
+        if len(out) == len(services):
+            return d, out
+    return None, None
+
+
+def mail_password_hash(build, scheme):
+    """One stored password for both servers' passwd-files."""
+    if build is not None:
+        p = run([os.path.join(build, "postern"), "pw", "-s", scheme, "-p",
+                 MAIL_PASSWORD], check=False)
+        if p.returncode == 0 and p.stdout.startswith("{"):
+            return p.stdout.strip()
+    return run(["doveadm", "pw", "-s", scheme, "-p",
+                MAIL_PASSWORD]).stdout.strip()
+
+
+def ensure_dovecot_mail(proto):
+    """Debian's dovecot-core and dovecot-PROTOd, installed when missing."""
+    pkgs = []
+    if not (shutil.which("dovecot") and shutil.which("doveadm")):
+        pkgs.append("dovecot-core")
+    if not os.path.exists("/usr/lib/dovecot/" + proto):
+        pkgs.append("dovecot-%sd" % proto)
+    if not pkgs:
+        return
+    log("installing Debian's %s" % " ".join(pkgs))
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    p = run(["apt-get", "install", "-y", "-q"] + pkgs, check=False, env=env)
+    if p.returncode != 0:
+        run(["apt-get", "update", "-q"], env=env)
+        run(["apt-get", "install", "-y", "-q"] + pkgs, env=env)
+    if not os.path.exists("/usr/lib/dovecot/" + proto):
+        die("dovecot's %s is still missing after installing %s" % (
+            proto, " ".join(pkgs)))
+
+
+class DovecotMail:
+    """A private Dovecot serving POP3 or IMAP on one loopback port (own
+    base_dir, state_dir and log; the system instance is not touched).
+    Login processes in the documented high-performance mode
+    (service_count = 0, process_min_avail = one per CPU); passwd-file
+    passdb, static userdb: every user is the bench's system user with its
+    own home under homes; fsync at Dovecot's default (mail_fsync =
+    optimized); no TLS."""
+    name = "Dovecot"
+
+    def __init__(self, base, port, proto, homes, owner, password_hash,
+                 users, extra=()):
+        self.base = base
+        self.port = port
+        self.proto = proto
+        self.homes = homes
+        self.owner = owner
+        self.password_hash = password_hash
+        self.users = users
+        self.extra = list(extra)
+        self.conf = os.path.join(base, "dovecot.conf")
+        self.master = None
+        self.greeting = b"+OK" if proto == "pop3" else b"* OK"
+
+    def settings(self):
+        """Settings beyond protocol, listener, paths, passdb and userdb."""
+        n = str(os.cpu_count() or 1)
+        out = [("service %s-login/service_count" % self.proto, "0"),
+               ("service %s-login/process_min_avail" % self.proto, n),
+               ("mail_max_userip_connections", "10000"),
+               ("service %s/process_limit" % self.proto, "4096"),
+               ("first_valid_uid", str(self.owner.pw_uid)),
+               ("ssl", "no"), ("disable_plaintext_auth", "no")]
+        names = [k for k, _ in self.extra]
+        return [kv for kv in out if kv[0] not in names] + self.extra
+
+    def setup(self):
+        for d in ("run", "state"):
+            os.makedirs(os.path.join(self.base, d), exist_ok=True)
+        users = os.path.join(self.base, "users")
+        with open(users, "w") as f:
+            for u in self.users:
+                f.write("%s:%s::::::\n" % (u, self.password_hash))
+        # The auth process runs as Dovecot's internal user.
+        os.chmod(users, 0o644)
+        st = dict(self.settings())
+        svc = {}
+        plain = []
+        for k, v in st.items():
+            if k.startswith("service "):
+                s, opt = k[len("service "):].split("/", 1)
+                svc.setdefault(s, []).append((opt, v))
+            else:
+                plain.append((k, v))
+        other = "imap" if self.proto == "pop3" else "pop3"
+        conf = [
+            "# private Dovecot instance for " + NAME,
+            "protocols = " + self.proto,
+            "listen = 127.0.0.1",
+            "base_dir = " + os.path.join(self.base, "run"),
+            "state_dir = " + os.path.join(self.base, "state"),
+            "log_path = " + os.path.join(self.base, "dovecot.log"),
+            "mail_location = maildir:~/Maildir",
+            "auth_mechanisms = plain login",
+        ] + ["%s = %s" % kv for kv in plain] + [
+            "passdb {",
+            "  driver = passwd-file",
+            "  args = " + users,
+            "}",
+            "userdb {",
+            "  driver = static",
+            "  args = uid=%d gid=%d home=%s/%%u" % (
+                self.owner.pw_uid, self.owner.pw_gid, self.homes),
+            "}",
+            "service %s-login {" % self.proto,
+            "  inet_listener %s {" % self.proto,
+            "    address = 127.0.0.1",
+            "    port = %d" % self.port,
+            "  }",
+            "  inet_listener %ss {" % self.proto,
+            "    port = 0",
+            "  }",
+        ] + ["  %s = %s" % kv for kv in svc.pop(self.proto + "-login", [])
+             ] + ["}",
+                  "service %s-login {" % other,
+                  "  inet_listener %s {" % other,
+                  "    port = 0",
+                  "  }",
+                  "  inet_listener %ss {" % other,
+                  "    port = 0",
+                  "  }",
+                  "}"]
+        for s, opts in svc.items():
+            conf += ["service %s {" % s] + ["  %s = %s" % kv for kv in opts
+                                            ] + ["}"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(conf) + "\n")
+
+    def read_pid(self):
+        try:
+            with open(os.path.join(self.base, "run", "master.pid")) as f:
+                self.master = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+
+    def start(self):
+        out = os.path.join(self.base, "start.out")
+        with open(out, "w") as f:
+            p = subprocess.run(["dovecot", "-c", self.conf],
+                               stdin=subprocess.DEVNULL, stdout=f,
+                               stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            with open(out) as f:
+                die("dovecot -c %s failed:\n%s%s" % (self.conf, f.read(),
+                                                      self.log_tail()))
+        end = time.time() + 15
+        while time.time() < end and self.master is None:
+            self.read_pid()
+            time.sleep(0.1)
+        if self.master is None or not wait_greeting(
+                self.port, self.greeting, 15, self.alive):
+            die("the private Dovecot instance did not start:\n" +
+                self.log_tail())
+
+    def log_tail(self, n=30):
+        try:
+            with open(os.path.join(self.base, "dovecot.log")) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.master is not None and os.path.exists(
+            "/proc/%d" % self.master)
+
+    def root_pid(self):
+        return self.master
+
+    def stop(self):
+        if self.master is None:
+            self.read_pid()
+        if self.master is None:
+            return
+        pids = tree_pids(self.master)
+        with open(os.devnull, "w") as null:
+            subprocess.run(["dovecot", "-c", self.conf, "stop"],
+                           stdin=subprocess.DEVNULL, stdout=null,
+                           stderr=null)
+        end = time.time() + 15
+        while time.time() < end and self.alive():
+            time.sleep(0.1)
+        for pid in pids:            # only what this instance started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.master = None
+
+
+class PosternMail(Postern):
+    """Postern serving POP3 or IMAP only (its SMTP listeners empty; smtpd,
+    qmgr and local still run, idle, and count in its memory), root mode:
+    login processes as run_user, one mail process per mail uid.  passdb
+    and userdb are one passwd-file giving every user the bench's system
+    uid and a home under homes, so that, as with Dovecot's static userdb,
+    all users' sessions are served as that uid."""
+
+    def __init__(self, base, port, build, run_user, owner, proto, homes,
+                 password_hash, users, extra=()):
+        self.users_file = os.path.join(base, "users")
+        mine = [("passdb", "passwd-file:" + self.users_file),
+                ("userdb", "passwd-file:" + self.users_file),
+                ("first_valid_uid", str(owner.pw_uid)),
+                ("ssl", "no"), ("disable_plaintext_auth", "no"),
+                ("login_max_connections_per_ip", "0"),
+                ("mail_max_userip_connections", "10000")]
+        names = [k for k, _ in extra]
+        super().__init__(base, port, build, "root", run_user, owner,
+                         [kv for kv in mine if kv[0] not in names] +
+                         list(extra), listen=proto + "_listen")
+        self.proto = proto
+        self.homes = homes
+        self.mail_hash = password_hash
+        self.mail_users = users
+        self.greeting = b"+OK" if proto == "pop3" else b"* OK"
+
+    def settings(self):
+        """Settings beyond listener, paths, passdb and userdb."""
+        return [kv for kv in super().settings()
+                if kv[0] not in ("passdb", "userdb")]
+
+    def setup(self, services, home=None):
+        os.makedirs(self.base, exist_ok=True)
+        with open(self.users_file, "w") as f:
+            for u in self.mail_users:
+                f.write("%s:%s:%d:%d::%s/%s::\n" % (
+                    u, self.mail_hash, self.owner.pw_uid, self.owner.pw_gid,
+                    self.homes, u))
+        os.chmod(self.users_file, 0o600)
+        super().setup(services, home)
+
+    def start(self):
+        posternd = os.path.join(self.build, "posternd")
+        self.logf = open(os.path.join(self.base, "posternd.log"), "w")
+        self.proc = subprocess.Popen(
+            [posternd, "-c", self.conf, "--foreground"],
+            stdin=subprocess.DEVNULL, stdout=self.logf,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait_greeting(self.port, self.greeting, 15, self.alive):
+            die("Postern did not start; its output:\n" + self.log_tail())
+
+
+def build_mailload(outdir):
+    """Compiles bench/mailload.c into outdir; returns the program's path."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        die("no C compiler (cc) for bench/mailload.c")
+    prog = os.path.join(outdir, "mailload")
+    run([cc, "-O2", "-Wall", "-Wextra", "-o", prog,
+         os.path.join(HERE, "mailload.c")])
+    return prog
+
+
+def parse_mailload(text):
+    """mailload's key=value report as a dict; op_NAME lines become
+    {"lat": {NAME: (count, p50 us, p99 us)}}, error lines a list."""
+    out = {"lat": {}, "error": []}
+    for line in text.splitlines():
+        if "=" not in line:
+            continue
+        k, v = line.split("=", 1)
+        if k.startswith("op_"):
+            n, p50, p99 = v.split()
+            out["lat"][k[3:]] = (int(n), float(p50), float(p99))
+        elif k == "error":
+            out["error"].append(v)
+        else:
+            try:
+                out[k] = float(v) if "." in v else int(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def mailload_cmd(prog, mode, port, concurrency, user, nusers,
+                 seconds=None, count=None, messages=None, extra=()):
+    cmd = [prog, mode, "-p", str(port), "-c", str(concurrency), "-u", user,
+           "-U", str(nusers), "-w", MAIL_PASSWORD]
+    if seconds is not None:
+        cmd += ["-t", str(int(seconds))]
+    if count is not None:
+        cmd += ["-n", str(count)]
+    if messages is not None:
+        cmd += ["-m", str(messages)]
+    return cmd + list(extra)
+
+
+def run_mailload(cmd, timeout):
+    """Runs the load client to its end; its parsed report."""
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"lat": {}, "error": ["load client still running after "
+                                     "%d s" % timeout], "errors": 1}
+    r = parse_mailload(p.stdout)
+    if p.returncode != 0:
+        r["error"].append("mailload exit %d: %s" % (p.returncode,
+                                                     p.stderr.strip()[:200]))
+        r["errors"] = r.get("errors", 0) + 1
+    return r
+
+
+def server_mem(srv):
+    """(RSS summed, PSS, both KiB; processes) of a server's process tree."""
+    return tree_rss(srv.root_pid())
+
+
+def measure_load(srv, cmd, seconds, timeout, mem_at=(0.5, 0.8)):
+    """Runs the load client cmd against srv for about seconds: the
+    client's report plus the server tree's CPU seconds ("server_cpu"),
+    the share of all CPUs used by anything else ("other"), and the largest
+    memory seen ("mem": RSS, PSS, processes) when sampled at the given
+    fractions of the run (sampling walks every server process, so it
+    is done a few times only)."""
+    cpu0 = tree_cpu(srv.root_pid())
+    busy0 = cpu_busy()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    peak = None
+    try:
+        for frac in mem_at:
+            delay = t0 + seconds * frac - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if p.poll() is not None or not srv.alive():
+                break
+            m = server_mem(srv)
+            if peak is None or m[1] > peak[1]:
+                peak = m
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        err += "\nload client killed after %d s" % timeout
+    elapsed = time.monotonic() - t0
+    busy = cpu_busy() - busy0
+    r = parse_mailload(out)
+    if p.returncode != 0:
+        r["error"].append("mailload exit %d: %s" % (p.returncode,
+                                                     err.strip()[:200]))
+        r["errors"] = r.get("errors", 0) + 1
+    r["server_cpu"] = (tree_cpu(srv.root_pid()) - cpu0 if srv.alive()
+                       else None)
+    client = r.get("cpu", 0.0)
+    r["other"] = (max(0.0, busy - (r["server_cpu"] or 0) - client) /
+                  (elapsed * (os.cpu_count() or 1)))
+    r["mem"] = peak
+    r["elapsed"] = elapsed
+    return r

@@ -960,6 +960,18 @@ cfg_check_mail_location(const char *v)
 	return -1;
 }
 
+/*
+ * virtual_mailbox_maps, and the domain list that defaults to it, may name
+ * a Dovecot passwd-file whose users are full addresses (smtp/rewrite.h).
+ */
+static bool
+cfg_passwd_file_elem(const struct cfg_param *p, const char *e)
+{
+	return (strcmp(p->name, "virtual_mailbox_maps") == 0 ||
+	    strcmp(p->name, "virtual_mailbox_domains") == 0) &&
+	    strncmp(e, "passwd-file:/", 13) == 0;
+}
+
 int
 cfg_param_check(const struct cfg_param *p, const char *value,
     const char **why_r)
@@ -1038,7 +1050,8 @@ cfg_param_check(const struct cfg_param *p, const char *value,
 	case CFG_T_MAPS:
 		list = cfg_list_split(value);
 		for (i = 0; list[i] != NULL && rc == 0; i++)
-			rc = cfg_map_spec_check(list[i], why_r);
+			rc = cfg_passwd_file_elem(p, list[i]) ? 0 :
+			    cfg_map_spec_check(list[i], why_r);
 		break;
 	case CFG_T_NETWORKS:
 		list = cfg_list_split(value);
@@ -1048,7 +1061,8 @@ cfg_param_check(const struct cfg_param *p, const char *value,
 	case CFG_T_DOMAINS:
 		list = cfg_list_split(value);
 		for (i = 0; list[i] != NULL && rc == 0; i++)
-			rc = cfg_check_domain_elem(list[i], why_r);
+			rc = cfg_passwd_file_elem(p, list[i]) ? 0 :
+			    cfg_check_domain_elem(list[i], why_r);
 		break;
 	case CFG_T_PASSDB:
 		if (strcmp(value, "pam") == 0 || strcmp(value, "shadow") == 0 ||

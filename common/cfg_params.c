@@ -44,6 +44,9 @@
 #define SIZE_CEIL	(1LL << 40)
 #define TIME_CEIL	(10LL * 366 * 86400)
 
+#define REWRITE_CLASSES	\
+	"envelope_sender|envelope_recipient|header_sender|header_recipient"
+
 #define TLS_CIPHERS	"export|low|medium|high|null"
 
 #define SASL_OPTIONS \
@@ -193,6 +196,9 @@ const struct cfg_param cfg_params[] = {
 	P_BOOL("broken_sasl_auth_clients", "no"),
 	P_STR("smtpd_tls_cert_file", ""),
 	P_STR("smtpd_tls_key_file", ""),
+	/* A second pair of the other key type (ECDSA next to RSA). */
+	P_STR("smtpd_tls_eccert_file", ""),
+	P_STR("smtpd_tls_eckey_file", ""),
 	P_ENUM("smtpd_tls_security_level", "", "|none|may|encrypt"),
 	P_BOOL("smtpd_use_tls", "no"),
 	P_BOOL("smtpd_tls_auth_only", "no"),
@@ -268,6 +274,7 @@ const struct cfg_param cfg_params[] = {
 	P_MAPS("transport_maps", ""),
 	P_MAPS("relay_recipient_maps", ""),
 	P_STR("default_transport", "smtp"),
+	P_STR("relay_transport", "relay"),
 
 	/* ---- accepted for main.cf compatibility ---- */
 	P_STR("compatibility_level", "3.6"),
@@ -290,6 +297,9 @@ const struct cfg_param cfg_params[] = {
 	D_ENUM("ssl", "yes", "yes|no|required"),
 	D_PATH("ssl_cert", ""),
 	D_PATH("ssl_key", ""),
+	/* Dovecot's second pair of another key type ("</path" too). */
+	D_PATH("ssl_alt_cert", ""),
+	D_PATH("ssl_alt_key", ""),
 	D_BOOL("disable_plaintext_auth", "yes"),
 	D_MULTI("auth_mechanisms", "plain login",
 	    "plain|login|cram-md5|scram-sha-1|scram-sha-256|digest-md5|"
@@ -329,12 +339,60 @@ const struct cfg_param cfg_params[] = {
 
 	/* ---- added by smtpd ---- */
 	P_MAPS("smtpd_sender_login_maps", ""),
+	/* Restrictions (smtp/smtpd_check.c): Postfix's names and defaults. */
+	P_LIST("smtpd_end_of_data_restrictions", ""),
+	P_INT("reject_code", "554", 400, 599),
+	P_INT("defer_code", "450", 400, 599),
+	P_INT("access_map_defer_code", "450", 400, 599),
+	P_INT("unknown_virtual_alias_reject_code", "550", 400, 599),
+	P_INT("unknown_virtual_mailbox_reject_code", "550", 400, 599),
+	P_INT("unknown_relay_recipient_reject_code", "550", 400, 599),
+	P_INT("multi_recipient_bounce_reject_code", "550", 400, 599),
+	P_INT("plaintext_reject_code", "450", 400, 599),
+	P_LIST("parent_domain_matches_subdomains", "debug_peer_list, "
+	    "fast_flush_domains, mynetworks, permit_mx_backup_networks, "
+	    "qmqpd_authorized_clients, relay_domains, smtpd_access_maps"),
+	P_STR("smtpd_null_access_lookup_key", "<>"),
+	P_BOOL("smtpd_reject_unlisted_sender", "no"),
+	P_BOOL("allow_untrusted_routing", "no"),
+	P_BOOL("swap_bangpath", "yes"),
+	P_BOOL("allow_percent_hack", "yes"),
+	/* $rbl_code etc. are expanded by smtpd per reply, not by cfg. */
+	P_RAW("default_rbl_reply", "$rbl_code Service unavailable; $rbl_class "
+	    "[$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}"),
+	P_MAPS("rbl_reply_maps", ""),
+	P_TIME("smtpd_policy_service_timeout", "100s"),
+	P_TIME("smtpd_policy_service_max_idle", "300s"),
+	P_TIME("smtpd_policy_service_max_ttl", "1000s"),
+	P_INT("smtpd_policy_service_try_limit", "2", 1, 100),
+	P_TIME("smtpd_policy_service_retry_delay", "1s"),
+	P_INT("smtpd_policy_service_request_limit", "0", 0, INT_MAX),
+	P_STR("smtpd_policy_service_default_action",
+	    "451 4.3.5 Server configuration problem"),
+	P_STR("smtpd_policy_service_policy_context", ""),
 
 	/* ---- added by qmgr/local ---- */
 	/* Delivery at accept: smtpd has local write plain mailbox copies
 	 * before it answers DATA (doc/internals.md). */
 	P_BOOL("local_delivery_at_accept", "yes"),
 	P_INT("local_delivery_at_accept_limit", "32", 1, 1024),
+
+	/* ---- added by rewrite (smtp/rewrite.c) ---- */
+	/* Which addresses each kind of rewriting applies to (Postfix). */
+	P_MULTI("canonical_classes", "envelope_sender, envelope_recipient, "
+	    "header_sender, header_recipient", REWRITE_CLASSES),
+	P_MULTI("sender_canonical_classes", "envelope_sender, header_sender",
+	    REWRITE_CLASSES),
+	P_MULTI("recipient_canonical_classes",
+	    "envelope_recipient, header_recipient", REWRITE_CLASSES),
+	P_MULTI("masquerade_classes",
+	    "envelope_sender, header_sender, header_recipient",
+	    REWRITE_CLASSES),
+	P_MULTI("propagate_unmatched_extensions", "canonical, virtual",
+	    "canonical|virtual|alias|forward|include|generic"),
+	/* Whose message headers smtpd rewrites (canonical, masquerade). */
+	P_LIST("local_header_rewrite_clients", "permit_inet_interfaces"),
+	P_STR("remote_header_rewrite_domain", ""),
 
 	/* ---- added by master/admin ---- */
 	/* A pop3/imap mail process leaves after this long without a

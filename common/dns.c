@@ -7,8 +7,9 @@
  * is set, the name servers read from /etc/resolv.conf are replaced in
  * that private state; IPv6 servers go into the glibc extension
  * (_u._ext.nsaddrs) the way res_ninit itself stores them.  Retransmission
- * is short and bounded (2 s, 2 tries per server) so a dead name server
- * costs a delivery attempt seconds, not minutes.
+ * is short and bounded (2 tries per server, about 2 s each: 4 s in all
+ * with one server) so a dead name server costs a delivery attempt
+ * seconds, not minutes.
  *
  * Answers are parsed with ns_initparse()/ns_parserr() and checked: the
  * records used are those of the asked type whose owner is the query name
@@ -82,7 +83,7 @@ struct dns_conf {
 	struct sockaddr_storage	 servers[MAXNS];
 	bool			 ipv4, ipv6;	/* $inet_protocols */
 	int			 prefer;	/* 0 any, 4, 6 */
-	bool			 native_only;	/* no DNS for MX and hosts */
+	bool			 native_only;	/* no DNS: MX, hosts */
 	bool			 native_fallback; /* "dns, native" */
 };
 
@@ -103,6 +104,8 @@ struct dns_answer {
 static int
 dns_parse_server(const char *s, struct sockaddr_storage *ss)
 {
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *end, *p;
 	unsigned long port = NAMESERVER_PORT;
@@ -132,8 +135,6 @@ dns_parse_server(const char *s, struct sockaddr_storage *ss)
 	host[len] = '\0';
 
 	memset(ss, 0, sizeof(*ss));
-	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(port);
@@ -150,6 +151,8 @@ dns_parse_server(const char *s, struct sockaddr_storage *ss)
 static int
 dns_conf_read(struct dns_conf *c, const char **error_r)
 {
+	const char *pref = cfg_get("smtp_address_preference");
+	bool use_dns = false, use_native = false;
 	char **list, **p;
 
 	memset(c, 0, sizeof(*c));
@@ -183,12 +186,10 @@ dns_conf_read(struct dns_conf *c, const char **error_r)
 	if (!c->ipv4 && !c->ipv6)
 		c->ipv4 = c->ipv6 = true;
 
-	const char *pref = cfg_get("smtp_address_preference");
 	c->prefer = strcasecmp(pref, "ipv4") == 0 ? 4 :
 	    strcasecmp(pref, "ipv6") == 0 ? 6 : 0;
 
 	/* Postfix: "dns, native" asks DNS first, getaddrinfo() if not found. */
-	bool use_dns = false, use_native = false;
 	list = cfg_get_list("smtp_host_lookup");
 	for (p = list; *p != NULL; p++) {
 		if (strcasecmp(*p, "dns") == 0)
@@ -387,6 +388,8 @@ dns_query(const char *name, int type, unsigned char *buf,
 	struct dns_conf c;
 	HEADER *hp = (HEADER *)buf;
 	char qname[DNS_NAME_TEXT];
+	size_t hops = 0;
+	bool moved = true;
 	int n, herr;
 
 	if (!dns_name_ok(name, qname, sizeof(qname))) {
@@ -438,8 +441,6 @@ dns_query(const char *name, int type, unsigned char *buf,
 	}
 
 	/* Follow the CNAME chain inside the answer (RFC 1034 §3.6.2). */
-	size_t hops = 0;
-	bool moved = true;
 	memcpy(ans->owner, qname, sizeof(ans->owner));	/* same size */
 	while (moved && type != ns_t_cname) {
 		int i, count = ns_msg_count(ans->msg, ns_s_an);
@@ -447,7 +448,7 @@ dns_query(const char *name, int type, unsigned char *buf,
 
 		moved = false;
 		for (i = 0; i < count; i++) {
-			char target[DNS_NAME_TEXT];
+			char owner[DNS_NAME_TEXT], target[DNS_NAME_TEXT];
 
 			if (ns_parserr(&ans->msg, ns_s_an, i, &rr) < 0) {
 				*why_r = dns_why_badreply;
@@ -456,8 +457,9 @@ dns_query(const char *name, int type, unsigned char *buf,
 			if (ns_rr_type(rr) != ns_t_cname ||
 			    ns_rr_class(rr) != ns_c_in)
 				continue;
-			char owner[DNS_NAME_TEXT];
-			snprintf(owner, sizeof(owner), "%s", ns_rr_name(rr));
+			/* Both hold NS_MAXDNAME bytes: no truncation. */
+			(void)snprintf(owner, sizeof(owner), "%s",
+			    ns_rr_name(rr));
 			dns_strip_dot(owner);
 			if (strcasecmp(owner, ans->owner) != 0)
 				continue;
@@ -471,7 +473,8 @@ dns_query(const char *name, int type, unsigned char *buf,
 				*why_r = dns_why_badreply;
 				return DNS_FAIL;
 			}
-			snprintf(ans->owner, sizeof(ans->owner), "%s", target);
+			(void)snprintf(ans->owner, sizeof(ans->owner), "%s",
+			    target);
 			moved = true;
 			break;
 		}
@@ -492,7 +495,7 @@ dns_answer_rr(struct dns_answer *ans, int i, int type, ns_rr *rr)
 		return -1;
 	if ((int)ns_rr_type(*rr) != type || ns_rr_class(*rr) != ns_c_in)
 		return 0;
-	snprintf(owner, sizeof(owner), "%s", ns_rr_name(*rr));
+	(void)snprintf(owner, sizeof(owner), "%s", ns_rr_name(*rr));
 	dns_strip_dot(owner);
 	return strcasecmp(owner, ans->owner) == 0 ? 1 : 0;
 }
@@ -560,8 +563,10 @@ dns_lookup_mx(const char *domain, struct dns_mx **mx_r, size_t *count_r,
 		}
 		if (!dns_host_ok(host))
 			continue;
-		if (count == DNS_MAX_RR)
-			continue;
+		/*
+		 * Keep all of them for now (the message bounds the count):
+		 * the best DNS_MAX_RR are kept after sorting.
+		 */
 		mx = xreallocarray(mx, count + 1, sizeof(*mx));
 		mx[count].pref = ns_get16(ns_rr_rdata(rr));
 		mx[count].host = xstrdup(host);
@@ -594,6 +599,10 @@ dns_lookup_mx(const char *domain, struct dns_mx **mx_r, size_t *count_r,
 			mx[i + r] = t;
 		}
 	}
+	for (i = DNS_MAX_RR; i < count; i++)
+		free(mx[i].host);
+	if (count > DNS_MAX_RR)
+		count = DNS_MAX_RR;
 	*mx_r = mx;
 	*count_r = count;
 	mx = NULL;
@@ -682,6 +691,8 @@ dns_query_addr(const char *host, int rrtype, unsigned char *buf,
 static bool
 dns_ip_literal(const char *host, struct dns_addr *a)
 {
+	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
 	char buf[INET6_ADDRSTRLEN + 8];
 	size_t len = strlen(host);
 	const char *p = host;
@@ -699,8 +710,6 @@ dns_ip_literal(const char *host, struct dns_addr *a)
 	memcpy(buf, p, len);
 	buf[len] = '\0';
 	memset(a, 0, sizeof(*a));
-	struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
 	if (inet_pton(AF_INET, buf, &sin->sin_addr) == 1) {
 		sin->sin_family = AF_INET;
 		a->len = sizeof(*sin);
@@ -802,7 +811,8 @@ dns_addr_order(struct dns_addr *addrs, size_t count, int prefer)
 	for (i = 0; i < count; i++)
 		if (addrs[i].ss.ss_family != first)
 			tmp[n++] = addrs[i];
-	memcpy(addrs, tmp, count * sizeof(*tmp));	/* UNSAFE: n == count */
+	/* UNSAFE: n == count, both arrays hold count entries. */
+	memcpy(addrs, tmp, count * sizeof(*tmp));
 	free(tmp);
 }
 
@@ -862,8 +872,13 @@ dns_lookup_host(const char *host, int family, struct dns_addr **addrs_r,
 			best = st;
 			why1 = why;
 		}
-		/* No such name: no other type to ask for. */
+		/*
+		 * No such name: no other type to ask for.  A failed server
+		 * fails the other question too, after another timeout.
+		 */
 		if (st == DNS_NOTFOUND && why == dns_why_notfound)
+			break;
+		if (st == DNS_TEMPFAIL)
 			break;
 		if (st == DNS_FAIL && why == dns_why_badname)
 			break;

@@ -28,6 +28,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "cfg.h"
 #include "fdio.h"
 #include "str.h"
 #include "tls.h"
@@ -38,6 +39,14 @@
 #define TLS_HOSTNAME_MAX	253
 #define TLS_SESSION_TIMEOUT	300	/* seconds, Postfix's default */
 #define TLS_SESSION_ID_CTX	"postern"
+/* A combined PEM file bigger than this holds no certificate chain. */
+#define TLS_MAX_PEM_FILE	(2 * 1024 * 1024)
+/* Certificate pairs one context serves: one per key type. */
+#define TLS_MAX_PAIRS		4
+/* PEM blocks in one combined file (keys, certificates, others). */
+#define TLS_MAX_PEM_BLOCKS	64
+/* "path (pair N)" in error texts. */
+#define TLS_WHAT_MAX		(PATH_MAX + 32)
 
 #if OPENSSL_VERSION_NUMBER < 0x30000000L
 #define SSL_get1_peer_certificate SSL_get_peer_certificate
@@ -176,11 +185,26 @@ tls_check_readable(const char *what, const char *path, const char **error_r)
 	return 0;
 }
 
+/* An encrypted key never prompts on a terminal: it just fails to load. */
+static int
+tls_no_password(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 static int
 tls_ctx_load_pair(SSL_CTX *ssl_ctx, const char *cert_file,
     const char *key_file, const char **error_r)
 {
 	char prefix[2 * PATH_MAX + 64];
+	EVP_PKEY *pkey = NULL;
+	BIO *bio = NULL;
+	X509 *leaf;
+	int ret = -1;
 
 	if (tls_check_readable("certificate", cert_file, error_r) == -1 ||
 	    tls_check_readable("private key", key_file, error_r) == -1)
@@ -192,18 +216,363 @@ tls_ctx_load_pair(SSL_CTX *ssl_ctx, const char *cert_file,
 		*error_r = tls_error(prefix);
 		return -1;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ssl_ctx, key_file,
-	    SSL_FILETYPE_PEM) != 1) {
+	/*
+	 * The key is checked against this certificate before OpenSSL files
+	 * it by its type: with two pairs loaded, a key of the other type
+	 * would otherwise land next to the other certificate.
+	 */
+	leaf = SSL_CTX_get0_certificate(ssl_ctx);
+	if ((bio = BIO_new_file(key_file, "r")) == NULL ||
+	    (pkey = PEM_read_bio_PrivateKey(bio, NULL, tls_no_password,
+	    NULL)) == NULL) {
 		(void)snprintf(prefix, sizeof(prefix),
 		    "cannot load private key %s", key_file);
 		*error_r = tls_error(prefix);
-		return -1;
+		goto out;
 	}
-	if (SSL_CTX_check_private_key(ssl_ctx) != 1) {
+	if (leaf == NULL || X509_check_private_key(leaf, pkey) != 1) {
 		(void)snprintf(prefix, sizeof(prefix),
 		    "private key %s does not match certificate %s",
 		    key_file, cert_file);
 		*error_r = tls_error_text(prefix);
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey(ssl_ctx, pkey) != 1) {
+		(void)snprintf(prefix, sizeof(prefix),
+		    "cannot load private key %s", key_file);
+		*error_r = tls_error(prefix);
+		goto out;
+	}
+	ret = 0;
+out:
+	BIO_free(bio);
+	EVP_PKEY_free(pkey);
+	return ret;
+}
+
+/* Key type of the certificate last loaded into ssl_ctx, or NID_undef. */
+static int
+tls_ctx_cert_type(SSL_CTX *ssl_ctx)
+{
+	X509 *x = SSL_CTX_get0_certificate(ssl_ctx);
+	EVP_PKEY *pk = x != NULL ? X509_get0_pubkey(x) : NULL;
+
+	return pk != NULL ? EVP_PKEY_base_id(pk) : NID_undef;
+}
+
+static const char *
+tls_type_name(int type)
+{
+	switch (type) {
+	case EVP_PKEY_RSA:
+		return "RSA";
+	case EVP_PKEY_RSA_PSS:
+		return "RSA-PSS";
+	case EVP_PKEY_EC:
+		return "ECDSA";
+	case EVP_PKEY_ED25519:
+		return "Ed25519";
+	case EVP_PKEY_ED448:
+		return "Ed448";
+	}
+	return "unknown";
+}
+
+/*
+ * One pair from PEM text in memory: the first certificate is the leaf,
+ * the others its chain, plus the private key.  what names the source in
+ * errors.
+ */
+static int
+tls_ctx_load_mem_pair(SSL_CTX *ssl_ctx, const char *pem, size_t len,
+    const char *what, const char **error_r)
+{
+	char prefix[TLS_WHAT_MAX + 64];
+	EVP_PKEY *pkey = NULL;
+	X509 *leaf = NULL, *x;
+	BIO *bio;
+	int ret = -1;
+
+	ERR_clear_error();
+	/* UNSAFE: len <= TLS_MAX_PEM_FILE + TLS_MAX_PEM_BLOCKS fits an int. */
+	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL)
+		abort();
+	if ((leaf = PEM_read_bio_X509_AUX(bio, NULL, tls_no_password,
+	    NULL)) == NULL ||
+	    SSL_CTX_use_certificate(ssl_ctx, leaf) != 1) {
+		(void)snprintf(prefix, sizeof(prefix),
+		    "cannot load certificate %s", what);
+		*error_r = tls_error(prefix);
+		goto out;
+	}
+	if (SSL_CTX_clear_chain_certs(ssl_ctx) != 1)
+		abort();
+	while ((x = PEM_read_bio_X509(bio, NULL, tls_no_password,
+	    NULL)) != NULL) {
+		if (SSL_CTX_add0_chain_cert(ssl_ctx, x) != 1) {
+			X509_free(x);
+			(void)snprintf(prefix, sizeof(prefix),
+			    "cannot load certificate chain %s", what);
+			*error_r = tls_error(prefix);
+			goto out;
+		}
+	}
+	/* The end of the chain reads as "no start line". */
+	ERR_clear_error();
+	BIO_free(bio);
+	if ((bio = BIO_new_mem_buf(pem, (int)len)) == NULL)
+		abort();
+	if ((pkey = PEM_read_bio_PrivateKey(bio, NULL, tls_no_password,
+	    NULL)) == NULL) {
+		(void)snprintf(prefix, sizeof(prefix),
+		    "cannot load private key %s", what);
+		*error_r = tls_error(prefix);
+		goto out;
+	}
+	/*
+	 * Checked here: OpenSSL would file it next to a certificate of its
+	 * own type (see tls_ctx_load_pair()).
+	 */
+	if (X509_check_private_key(leaf, pkey) != 1) {
+		(void)snprintf(prefix, sizeof(prefix),
+		    "private key does not match certificate %s", what);
+		*error_r = tls_error_text(prefix);
+		goto out;
+	}
+	if (SSL_CTX_use_PrivateKey(ssl_ctx, pkey) != 1) {
+		(void)snprintf(prefix, sizeof(prefix),
+		    "cannot load private key %s", what);
+		*error_r = tls_error(prefix);
+		goto out;
+	}
+	ret = 0;
+out:
+	BIO_free(bio);
+	X509_free(leaf);
+	EVP_PKEY_free(pkey);
+	return ret;
+}
+
+/* Whole file into a malloc'ed NUL-terminated buffer, at most max bytes. */
+static char *
+tls_read_file(const char *path, size_t max, size_t *len_r)
+{
+	struct stat st;
+	char *data = NULL;
+	size_t len = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1 || st.st_size < 0 ||
+	    !S_ISREG(st.st_mode) ||
+	    (size_t)st.st_size > max)
+		goto fail;
+	data = xmalloc(max + 1);
+	for (;;) {
+		ssize_t n = read(fd, data + len, max - len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1)
+			goto fail;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == max)
+			goto fail;	/* grew while read: not a PEM file */
+	}
+	close(fd);
+	data[len] = '\0';
+	*len_r = len;
+	return data;
+fail:
+	if (data != NULL) {
+		explicit_bzero(data, max + 1);
+		free(data);
+	}
+	close(fd);
+	return NULL;
+}
+
+struct tls_pem_block {
+	size_t	 start, end;	/* offsets: "-----BEGIN", past END */
+	bool	 key, cert;
+};
+
+/* The PEM blocks of text, at most max of them; returns how many. */
+static size_t
+tls_pem_blocks(const char *text, struct tls_pem_block *blk, size_t max)
+{
+	const char *p = text, *label, *le, *end;
+	char endline[96];
+	size_t n = 0, llen;
+
+	while (n < max && (p = strstr(p, "-----BEGIN ")) != NULL) {
+		label = p + 11;
+		if ((le = strstr(label, "-----")) == NULL)
+			break;
+		llen = le - label;
+		if (llen == 0 || llen > 64 || memchr(label, '\n', llen)) {
+			p = label;
+			continue;
+		}
+		(void)snprintf(endline, sizeof(endline), "-----END %.*s-----",
+		    (int)llen, label);
+		if ((end = strstr(le + 5, endline)) == NULL)
+			break;
+		blk[n].start = p - text;
+		blk[n].end = (end - text) + strlen(endline);
+		blk[n].key = llen >= 11 &&
+		    memcmp(label + llen - 11, "PRIVATE KEY", 11) == 0;
+		blk[n].cert = llen >= 11 &&
+		    memcmp(label + llen - 11, "CERTIFICATE", 11) == 0;
+		n++;
+		p = text + blk[n - 1].end;
+	}
+	return n;
+}
+
+/*
+ * A file holding several pairs, each a private key and its certificate
+ * chain in either order (posternd hands smtpd all its pairs in one
+ * memory file, master/master_tls.c).  A key after a key, or a certificate
+ * after a complete pair, starts the next pair.  0, 1 when the file holds
+ * fewer than two keys (the caller loads it as one pair), -1 on error.
+ */
+static int
+tls_ctx_load_multi(SSL_CTX *ssl_ctx, const char *path, const char **error_r)
+{
+	struct tls_pem_block blk[TLS_MAX_PEM_BLOCKS];
+	int types[TLS_MAX_PAIRS];
+	char what[TLS_WHAT_MAX], *text, *pem = NULL;
+	size_t len, n, i, keys = 0, npairs = 0;
+	int ret = -1;
+
+	if ((text = tls_read_file(path, TLS_MAX_PEM_FILE, &len)) == NULL)
+		return 1;	/* the single-pair loader reports why */
+	n = tls_pem_blocks(text, blk, TLS_MAX_PEM_BLOCKS);
+	for (i = 0; i < n; i++)
+		keys += blk[i].key;
+	if (keys < 2) {
+		ret = 1;
+		goto out;
+	}
+	/*
+	 * UNSAFE: a pair's blocks are disjoint parts of text, each copied
+	 * with one newline: at most len + n bytes, n <= TLS_MAX_PEM_BLOCKS.
+	 */
+	pem = xmalloc(len + TLS_MAX_PEM_BLOCKS);
+	for (i = 0; i < n;) {
+		size_t certs = 0, plen = 0, first = i, k;
+		bool have_key = false;
+		int t;
+
+		/* Gather one pair: its certificates first, then its key. */
+		for (; i < n; i++) {
+			if ((blk[i].key && have_key) ||
+			    (blk[i].cert && have_key && certs > 0))
+				break;
+			have_key |= blk[i].key;
+			certs += blk[i].cert;
+		}
+		for (k = first; k < i; k++) {
+			if (!blk[k].cert)
+				continue;
+			memcpy(pem + plen, text + blk[k].start,
+			    blk[k].end - blk[k].start);
+			plen += blk[k].end - blk[k].start;
+			pem[plen++] = '\n';
+		}
+		for (k = first; k < i; k++) {
+			if (!blk[k].key)
+				continue;
+			memcpy(pem + plen, text + blk[k].start,
+			    blk[k].end - blk[k].start);
+			plen += blk[k].end - blk[k].start;
+			pem[plen++] = '\n';
+		}
+		(void)snprintf(what, sizeof(what), "%s (pair %zu)", path,
+		    npairs + 1);
+		if (npairs == TLS_MAX_PAIRS) {
+			(void)snprintf(what, sizeof(what),
+			    "%s: more than %d certificates", path,
+			    TLS_MAX_PAIRS);
+			*error_r = tls_error_text(what);
+			goto out;
+		}
+		if (tls_ctx_load_mem_pair(ssl_ctx, pem, plen, what,
+		    error_r) == -1)
+			goto out;
+		t = tls_ctx_cert_type(ssl_ctx);
+		for (k = 0; k < npairs; k++) {
+			if (types[k] == t) {
+				char text2[PATH_MAX + 96];
+
+				(void)snprintf(text2, sizeof(text2),
+				    "%s: two %s certificates (one per key "
+				    "type)", path, tls_type_name(t));
+				*error_r = tls_error_text(text2);
+				goto out;
+			}
+		}
+		types[npairs++] = t;
+	}
+	ret = 0;
+out:
+	if (pem != NULL) {
+		explicit_bzero(pem, len + TLS_MAX_PEM_BLOCKS);
+		free(pem);
+	}
+	explicit_bzero(text, len);
+	free(text);
+	return ret;
+}
+
+/*
+ * The primary pair: a certificate chain file and a key file, or one file
+ * holding both, or one file holding several pairs of different key types.
+ */
+static int
+tls_ctx_load_file(SSL_CTX *ssl_ctx, const char *cert_file,
+    const char *key_file, const char **error_r)
+{
+	int r;
+
+	if (strcmp(cert_file, key_file) == 0 &&
+	    (r = tls_ctx_load_multi(ssl_ctx, cert_file, error_r)) != 1)
+		return r;
+	return tls_ctx_load_pair(ssl_ctx, cert_file, key_file, error_r);
+}
+
+/*
+ * The second pair configured with cert_file (tls_server_alt_pair()), of
+ * another key type than the first: OpenSSL keeps one certificate per key
+ * type and picks per client from the signature algorithms it offers.
+ */
+static int
+tls_ctx_load_alt(SSL_CTX *ssl_ctx, const char *cert_file,
+    const char **error_r)
+{
+	const char *param, *alt_cert, *alt_key, *error;
+	char text[PATH_MAX + 160];
+	int first, second;
+
+	if (!tls_server_alt_pair(cert_file, &param, &alt_cert, &alt_key))
+		return 0;
+	first = tls_ctx_cert_type(ssl_ctx);
+	if (tls_ctx_load_pair(ssl_ctx, alt_cert, alt_key, &error) == -1) {
+		(void)snprintf(text, sizeof(text), "%s: %s", param, error);
+		*error_r = tls_error_text(text);
+		return -1;
+	}
+	second = tls_ctx_cert_type(ssl_ctx);
+	if (second == first) {
+		(void)snprintf(text, sizeof(text), "%s %s has an %s key like "
+		    "%s; the second certificate needs another key type "
+		    "(ECDSA next to RSA)", param, alt_cert,
+		    tls_type_name(second), cert_file);
+		*error_r = tls_error_text(text);
 		return -1;
 	}
 	return 0;
@@ -239,7 +608,8 @@ tls_server_ctx_new(const char *cert_file, const char *key_file,
 	(void)SSL_CTX_set_session_id_context(ssl_ctx,
 	    (const unsigned char *)TLS_SESSION_ID_CTX,
 	    sizeof(TLS_SESSION_ID_CTX) - 1);
-	if (tls_ctx_load_pair(ssl_ctx, cert_file, key_file, error_r) == -1) {
+	if (tls_ctx_load_file(ssl_ctx, cert_file, key_file, error_r) == -1 ||
+	    tls_ctx_load_alt(ssl_ctx, cert_file, error_r) == -1) {
 		SSL_CTX_free(ssl_ctx);
 		return NULL;
 	}
@@ -253,6 +623,92 @@ tls_server_ctx_add_cert(struct tls_server_ctx *ctx, const char *cert_file,
     const char *key_file, const char **error_r)
 {
 	return tls_ctx_load_pair(ctx->ssl_ctx, cert_file, key_file, error_r);
+}
+
+/*
+ * The second pair that goes with the primary certificate cert_file: Postfix
+ * names it smtpd_tls_eccert_file/eckey_file next to smtpd_tls_cert_file,
+ * Dovecot ssl_alt_cert/ssl_alt_key next to ssl_cert.  As the services fall
+ * back from one family of names to the other for the primary pair, the
+ * other family's second pair applies too when its own primary is unset or
+ * the same file.
+ */
+bool
+tls_server_alt_pair(const char *cert_file, const char **param_r,
+    const char **cert_r, const char **key_r)
+{
+	static const struct {
+		const char *cert, *alt_cert, *alt_key;
+	} fam[2] = {
+		{ "smtpd_tls_cert_file", "smtpd_tls_eccert_file",
+		    "smtpd_tls_eckey_file" },
+		{ "ssl_cert", "ssl_alt_cert", "ssl_alt_key" },
+	};
+	int i, j;
+
+	if (cert_file == NULL || *cert_file == '\0')
+		return false;
+	for (i = 0; i < 2; i++) {
+		if (strcmp(cfg_get(fam[i].cert), cert_file) != 0)
+			continue;
+		for (j = 0; j < 2; j++) {
+			/* Its own family first, then the other one. */
+			int k = j == 0 ? i : 1 - i;
+			const char *other = cfg_get(fam[k].cert);
+
+			if (*cfg_get(fam[k].alt_cert) == '\0')
+				continue;
+			if (k != i && *other != '\0' &&
+			    strcmp(other, cert_file) != 0)
+				continue;
+			*param_r = fam[k].alt_cert;
+			*cert_r = cfg_get(fam[k].alt_cert);
+			*key_r = cfg_get(fam[k].alt_key);
+			/* Postfix: the key may be in the certificate file. */
+			if (**key_r == '\0')
+				*key_r = *cert_r;
+			return true;
+		}
+		return false;
+	}
+	return false;
+}
+
+int
+tls_server_alt_check(const char **error_r)
+{
+	static const char *const fam[2][3] = {
+		{ "smtpd_tls_cert_file", "smtpd_tls_eccert_file",
+		    "smtpd_tls_eckey_file" },
+		{ "ssl_cert", "ssl_alt_cert", "ssl_alt_key" },
+	};
+	char text[160];
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (*cfg_get(fam[i][2]) != '\0' &&
+		    *cfg_get(fam[i][1]) == '\0') {
+			(void)snprintf(text, sizeof(text),
+			    "%s is set but %s is not", fam[i][2], fam[i][1]);
+			*error_r = tls_error_text(text);
+			return -1;
+		}
+		/*
+		 * The second pair comes in addition to a configured one;
+		 * alone it would be dropped next to the self-signed pair.
+		 */
+		if (*cfg_get(fam[i][1]) != '\0' &&
+		    *cfg_get(fam[0][0]) == '\0' &&
+		    *cfg_get(fam[1][0]) == '\0') {
+			(void)snprintf(text, sizeof(text),
+			    "%s is set but neither smtpd_tls_cert_file nor "
+			    "ssl_cert is: the second certificate comes in "
+			    "addition to a first one", fam[i][1]);
+			*error_r = tls_error_text(text);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int
@@ -361,10 +817,22 @@ tls_server_ctx_free(struct tls_server_ctx **ctxp)
 struct tls_client_ctx *
 tls_client_ctx_new(bool verify, const char *cafile, const char **error_r)
 {
+	return tls_client_ctx_new_ca(verify, cafile, NULL, error_r);
+}
+
+struct tls_client_ctx *
+tls_client_ctx_new_ca(bool verify, const char *cafile, const char *capath,
+    const char **error_r)
+{
 	struct tls_client_ctx *ctx;
 	SSL_CTX *ssl_ctx;
 	char prefix[PATH_MAX + 64];
 	int ok;
+
+	if (cafile != NULL && *cafile == '\0')
+		cafile = NULL;
+	if (capath != NULL && *capath == '\0')
+		capath = NULL;
 
 	ERR_clear_error();
 	if ((ssl_ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
@@ -376,17 +844,23 @@ tls_client_ctx_new(bool verify, const char *cafile, const char **error_r)
 		SSL_CTX_free(ssl_ctx);
 		return NULL;
 	}
-	if (cafile != NULL) {
-		if (tls_check_readable("CA file", cafile, error_r) == -1) {
+	if (cafile != NULL || capath != NULL) {
+		if ((cafile != NULL && tls_check_readable("CA file", cafile,
+		    error_r) == -1) ||
+		    (capath != NULL && tls_check_readable("CA directory",
+		    capath, error_r) == -1)) {
 			SSL_CTX_free(ssl_ctx);
 			return NULL;
 		}
-		ok = SSL_CTX_load_verify_locations(ssl_ctx, cafile, NULL);
+		/* A hashed directory (c_rehash) is read as needed. */
+		ok = SSL_CTX_load_verify_locations(ssl_ctx, cafile, capath);
 	} else
 		ok = SSL_CTX_set_default_verify_paths(ssl_ctx);
 	if (ok != 1) {
-		(void)snprintf(prefix, sizeof(prefix), "cannot load CA file %s",
-		    cafile != NULL ? cafile : "(system default)");
+		(void)snprintf(prefix, sizeof(prefix), "cannot load CA %s %s",
+		    cafile != NULL ? "file" : "directory",
+		    cafile != NULL ? cafile : capath != NULL ? capath :
+		    "(system default)");
 		*error_r = tls_error(prefix);
 		SSL_CTX_free(ssl_ctx);
 		return NULL;

@@ -42,9 +42,37 @@ enum tls_key_type {
  * Returns NULL and sets *error_r (one line naming the file and the
  * reason) when a file is missing, unreadable, not PEM, or the key does not
  * match the certificate.  Free with tls_server_ctx_free().
+ *
+ * Two certificates of different key types (RSA and ECDSA) are served at
+ * once, OpenSSL picking per client from the signature algorithms it
+ * offers:
+ *  - when cert_file is the configured smtpd_tls_cert_file or ssl_cert,
+ *    the second pair configured with it (tls_server_alt_pair()) is loaded
+ *    too; an error names its parameter;
+ *  - when cert_file and key_file are one file holding several keys, each
+ *    key with its certificate chain (either order) is one pair (posternd
+ *    passes smtpd all its pairs this way).
+ * A second pair of the same key type as the first is an error.
  */
 struct tls_server_ctx *tls_server_ctx_new(const char *cert_file,
 	    const char *key_file, const char **error_r);
+/*
+ * The second pair configured with the primary certificate file cert_file:
+ * smtpd_tls_eccert_file/smtpd_tls_eckey_file with smtpd_tls_cert_file
+ * (Postfix), ssl_alt_cert/ssl_alt_key with ssl_cert (Dovecot); the other
+ * family's pair when cert_file's own has none and the other family's
+ * primary is unset or the same file.  *param_r is the certificate
+ * parameter's name, *key_r is *cert_r when no key file is set.  Strings
+ * borrowed from cfg.  false when there is none.
+ */
+bool	tls_server_alt_pair(const char *cert_file, const char **param_r,
+	    const char **cert_r, const char **key_r);
+/*
+ * Start check of the second-pair settings: a key without a certificate,
+ * or a second certificate with no first one configured.  0, or -1 with
+ * *error_r naming the parameter.
+ */
+int	tls_server_alt_check(const char **error_r);
 /*
  * Add a second certificate and key of another key type (RSA next to
  * ECDSA); OpenSSL picks per client.  0, or -1 with *error_r.
@@ -83,6 +111,13 @@ void	tls_server_ctx_free(struct tls_server_ctx **ctxp);
  */
 struct tls_client_ctx *tls_client_ctx_new(bool verify, const char *cafile,
 	    const char **error_r);
+/*
+ * The same with a hashed CA directory too (smtp_tls_CApath, made with
+ * openssl rehash); cafile and capath NULL or "" each; both unset uses the
+ * system store.
+ */
+struct tls_client_ctx *tls_client_ctx_new_ca(bool verify, const char *cafile,
+	    const char *capath, const char **error_r);
 int	tls_client_ctx_set_protocols(struct tls_client_ctx *ctx,
 	    const char *min, const char *max, const char **error_r);
 void	tls_client_ctx_free(struct tls_client_ctx **ctxp);

@@ -9,9 +9,11 @@
  *   imap.c             process: main, the users and the mailboxes that
  *                      are open (shared by every session that selected
  *                      them), syncing and telling sessions what changed
- *   imap_session.c     connection: buffers, parser, states, command
- *                      table, output with back-pressure, continuations,
- *                      autologout, untagged updates, the session's view
+ *   imap_session.c     session: parser, states, command table,
+ *                      continuations, untagged updates, the session's
+ *                      view; its connection (buffers, output with
+ *                      back-pressure, autologout) is a struct mailconn
+ *                      (login/mailconn.h)
  *   imap_msg.c         message data: sets, flags, names, MIME trees
  *   imap_cmd_misc.c    CAPABILITY NOOP LOGOUT ENABLE ID NAMESPACE CHECK
  *   imap_cmd_select.c  SELECT EXAMINE CLOSE UNSELECT EXPUNGE STATUS
@@ -31,6 +33,7 @@
 
 #include "buf.h"
 #include "imap_parse.h"
+#include "mailconn.h"
 
 /* ---- capabilities (RFC 9051 §7.2.2) ---- */
 
@@ -222,16 +225,11 @@ typedef int imap_cont_fn(struct imap_session *s);
 struct imap_append_ctx;
 
 struct imap_session {
+	struct mailconn	 conn;
 	uint64_t	 id;
-	int		 fd;
-	struct io	*io;
-	struct timer	*timeout;
 	struct timer	*idle_timer;
-	struct timer	*resume_timer;	/* a long answer goes on */
 	enum imap_state	 state;
 	enum imap_io	 io_state;
-	struct buf	 in;
-	struct buf	 out;
 	struct imap_parser *parser;
 
 	/* who */
@@ -265,14 +263,7 @@ struct imap_session {
 	void		(*cont_free)(void *ctx);
 	struct imap_append_ctx *append;
 
-	/* statistics for the logout line */
-	uint64_t	 bytes_in, bytes_out;
-
 	unsigned	 bad;
-	const char	*reason;	/* for the logout line */
-	bool		 eof;		/* client closed its side */
-	bool		 dead;		/* freed when callbacks end */
-	int		 busy;		/* callback depth */
 	struct imap_session *prev, *next;
 };
 

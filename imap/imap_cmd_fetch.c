@@ -4,7 +4,8 @@
  *
  * One message at a time, as a continuation of the session (STYLE §6):
  * the small items (UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE,
- * BODY, BODYSTRUCTURE) are rendered into the output at once; a body
+ * BODY, BODYSTRUCTURE; the last three from the store's cache) are
+ * rendered into the output at once; a body
  * section is a literal whose bytes are streamed from the message file
  * as the output drains (DESIGN §12 "One pass over message bytes"), so
  * a 50 MB attachment never sits in memory.  Offsets come from the MIME
@@ -77,6 +78,38 @@ imap_fetch_tz(time_t t)
 
 /* ---- the small items ---- */
 
+/*
+ * ENVELOPE, BODY or BODYSTRUCTURE of the message: from the mailbox's
+ * cache (store.h), which computes and keeps it at the first request;
+ * a value too large for the cache is rendered from the MIME tree.
+ */
+static int
+imap_fetch_rendered(struct imap_session *s, struct imap_fetch *fc,
+    enum store_cache_field field, const struct mime_part **tree,
+    struct buf *b, const char **error_r)
+{
+	const char *val;
+	size_t len;
+	int r;
+
+	r = store_msg_cached(s->sel->mb, fc->idx, field, &val, &len, error_r);
+	if (r < 0)
+		return -1;
+	if (r > 0) {
+		buf_append(b, val, len);
+		return 0;
+	}
+	if (*tree == NULL &&
+	    imap_msg_tree(s->sel, fc->idx, tree, error_r) < 0)
+		return -1;
+	if (field == STORE_CACHE_ENVELOPE)
+		(void)mime_render_envelope(*tree, b);
+	else
+		(void)mime_render_bodystructure(*tree,
+		    field == STORE_CACHE_BODYSTRUCTURE, b);
+	return 0;
+}
+
 static int
 imap_fetch_small(struct imap_session *s, struct imap_fetch *fc,
     bool seen_changed, struct buf *b, const char **error_r)
@@ -119,24 +152,26 @@ imap_fetch_small(struct imap_session *s, struct imap_fetch *fc,
 		buf_printf(b, "RFC822.SIZE %llu",
 		    (unsigned long long)m->vsize);
 	}
-	if ((f->items & (IMAP_FETCH_ENVELOPE | IMAP_FETCH_BODY |
-	    IMAP_FETCH_BODYSTRUCTURE)) != 0 &&
-	    imap_msg_tree(s->sel, fc->idx, &tree, error_r) < 0)
-		return -1;
 	if ((f->items & IMAP_FETCH_ENVELOPE) != 0) {
 		SEP();
 		buf_append_str(b, "ENVELOPE ");
-		(void)mime_render_envelope(tree, b);
+		if (imap_fetch_rendered(s, fc, STORE_CACHE_ENVELOPE, &tree, b,
+		    error_r) < 0)
+			return -1;
 	}
 	if ((f->items & IMAP_FETCH_BODY) != 0) {
 		SEP();
 		buf_append_str(b, "BODY ");
-		(void)mime_render_bodystructure(tree, false, b);
+		if (imap_fetch_rendered(s, fc, STORE_CACHE_BODY, &tree, b,
+		    error_r) < 0)
+			return -1;
 	}
 	if ((f->items & IMAP_FETCH_BODYSTRUCTURE) != 0) {
 		SEP();
 		buf_append_str(b, "BODYSTRUCTURE ");
-		(void)mime_render_bodystructure(tree, true, b);
+		if (imap_fetch_rendered(s, fc, STORE_CACHE_BODYSTRUCTURE,
+		    &tree, b, error_r) < 0)
+			return -1;
 	}
 #undef SEP
 	return first ? 0 : 1;

@@ -4,14 +4,15 @@
  * (RFC 5182), every search key of IMAP4rev1/rev2, and CHARSET (UTF-8,
  * US-ASCII, and whatever else common/mime converts).
  *
- * Keys about flags, sizes, dates and numbers come from the index; keys
- * about headers read the header block of each message (stopping at its
- * blank line); BODY and TEXT decode every text part (base64, quoted-
- * printable, charset to UTF-8) while the message streams by, so nothing
- * is held whole.  Substrings match case-insensitively after Unicode
- * folding (mime_search_*).  A SEARCH that reads messages does
- * IMAP_SEARCH_BATCH of them per turn of the event loop, so the other
- * sessions of the process are not starved.
+ * Keys about flags, sizes, dates and numbers come from the index;
+ * FROM, TO, CC, BCC, SUBJECT and the SENT* dates from the store's cache
+ * (store.h); other keys about headers read the header block of each
+ * message (stopping at its blank line); BODY and TEXT decode every text
+ * part (base64, quoted-printable, charset to UTF-8) while the message
+ * streams by, so nothing is held whole.  Substrings match
+ * case-insensitively after Unicode folding (mime_search_*).  A SEARCH
+ * that reads messages does IMAP_SEARCH_BATCH of them per turn of the
+ * event loop, so the other sessions of the process are not starved.
  */
 #include "config.h"
 
@@ -52,6 +53,7 @@ struct imap_search {
 	bool		 have_header;
 	struct buf	 header;
 	bool		 have_body;
+	bool		 computed;	/* the store's cache read the message */
 	bool		*body_found;
 	bool		 read_error;
 	time_t		 now;
@@ -406,6 +408,72 @@ imap_search_header_key(struct imap_search *sc, struct imap_sk *k)
 	return found;
 }
 
+/*
+ * FROM, TO, CC, BCC, SUBJECT from the store's cache, which holds exactly
+ * what imap_search_field() would build (store.h): 1 match, 0 no match,
+ * -1 not cached (the header is read instead).
+ */
+static int
+imap_search_cached_key(struct imap_session *s, struct imap_search *sc,
+    struct imap_sk *k)
+{
+	enum store_cache_field field;
+	const char *v, *error;
+	size_t len;
+	int r;
+
+	switch (k->k->type) {
+	case IMAP_SEARCH_BCC:
+		field = STORE_CACHE_SEARCH_BCC;
+		break;
+	case IMAP_SEARCH_CC:
+		field = STORE_CACHE_SEARCH_CC;
+		break;
+	case IMAP_SEARCH_FROM:
+		field = STORE_CACHE_SEARCH_FROM;
+		break;
+	case IMAP_SEARCH_SUBJECT:
+		field = STORE_CACHE_SEARCH_SUBJECT;
+		break;
+	case IMAP_SEARCH_TO:
+		field = STORE_CACHE_SEARCH_TO;
+		break;
+	default:
+		return -1;
+	}
+	r = store_msg_cached(s->sel->mb, sc->idx, field, &v, &len, &error);
+	if (r == 2)
+		sc->computed = true;
+	if (r <= 0)
+		return -1;
+	return mime_search_contains(v, len, k->needle, strlen(k->needle)) ?
+	    1 : 0;
+}
+
+/* The sent date's day for SENTBEFORE/SENTON/SENTSINCE from the cache:
+ * true with *day_r, false when not cached. */
+static bool
+imap_search_cached_sent(struct imap_session *s, struct imap_search *sc,
+    const struct store_msg *m, long long *day_r)
+{
+	const char *error;
+	int64_t t, tz;
+	int r;
+
+	r = store_msg_cached_num(s->sel->mb, sc->idx, STORE_CACHE_SENT_DATE,
+	    &t, &error);
+	if (r == 2)
+		sc->computed = true;
+	if (r <= 0 || store_msg_cached_num(s->sel->mb, sc->idx,
+	    STORE_CACHE_SENT_TZ, &tz, &error) <= 0)
+		return false;
+	if (t == STORE_CACHE_NO_DATE)	/* the internal date stands in */
+		*day_r = imap_search_day(m->internal_date, 0);
+	else
+		*day_r = imap_search_day((time_t)t, (int)tz);
+	return true;
+}
+
 static bool
 imap_search_eval(struct imap_session *s, struct imap_search *sc,
     struct imap_sk *k, uint32_t pos)
@@ -488,6 +556,8 @@ imap_search_eval(struct imap_session *s, struct imap_search *sc,
 		time_t t;
 		int tz;
 
+		if (imap_search_cached_sent(s, sc, m, &day))
+			goto cmp;
 		if (!sc->have_header)
 			imap_search_load_header(s, sc);
 		buf_init(&v, 0);
@@ -506,6 +576,12 @@ imap_search_eval(struct imap_session *s, struct imap_search *sc,
 	case IMAP_SEARCH_SUBJECT:
 	case IMAP_SEARCH_TO:
 	case IMAP_SEARCH_HEADER:
+		switch (imap_search_cached_key(s, sc, k)) {
+		case 1:
+			return true;
+		case 0:
+			return false;
+		}
 		if (!sc->have_header)
 			imap_search_load_header(s, sc);
 		return imap_search_header_key(sc, k);
@@ -656,10 +732,10 @@ imap_search_cont(struct imap_session *s)
 		if (idx < 0)
 			continue;	/* expunged: not reported yet */
 		sc->idx = (uint32_t)idx;
-		sc->have_header = sc->have_body = false;
+		sc->have_header = sc->have_body = sc->computed = false;
 		if (imap_search_all(s, sc, sc->root, pos))
 			sc->hits[sc->nhits++] = pos;
-		if (sc->have_header || sc->have_body)
+		if (sc->have_header || sc->have_body || sc->computed)
 			reads++;
 		if (reads >= IMAP_SEARCH_BATCH && sc->i < s->count)
 			return 0;	/* the others get a turn */

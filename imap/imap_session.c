@@ -1,11 +1,11 @@
 /*
- * imap_session: one logged-in IMAP connection in the mail process.  Owns
- * the descriptor (the client socket, or the TLS relay of imap-login), the
- * bounded input and output buffers, the command parser, the states
- * (enum imap_state: authenticated, selected, logout; enum imap_io: what
- * is done with input, changed only by imap_session_enter_io()), the
- * command table, the autologout timer and the bad-command counter, and
- * the session's view of its selected mailbox.
+ * imap_session: one logged-in IMAP session in the mail process: the
+ * command parser, the states (enum imap_state: authenticated, selected,
+ * logout; enum imap_io: what is done with input, changed only by
+ * imap_session_enter_io()), the command table, the bad-command counter
+ * and the session's view of its selected mailbox.  The connection itself
+ * (descriptor, bounded buffers, output with back-pressure, autologout
+ * timer) is a struct mailconn (login/mailconn.h).
  *
  * Commands are executed in order as they arrive (pipelining, RFC 9051
  * §5.5).  Long answers (FETCH of many messages or big bodies, SEARCH
@@ -22,11 +22,6 @@
  */
 #include "config.h"
 
-#include <sys/types.h>
-#include <sys/socket.h>
-
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,10 +39,24 @@
 static struct imap_session *imap_sessions;
 static uint64_t imap_next_id = 1;
 
-static void	imap_session_io(int fd, int events, void *ctx);
-static void	imap_session_done(struct imap_session *s);
-static void	imap_session_arm_timeout(struct imap_session *s);
-static void	imap_session_update_io(struct imap_session *s);
+static enum mailconn_mode imap_session_mode(void *ctx);
+static enum mailconn_step imap_session_step(void *ctx);
+static bool	imap_session_input(void *ctx);
+static void	imap_session_free(void *ctx);
+
+static const struct mailconn_proto imap_conn_proto = {
+	.name = "imap",
+	.max_inbuf = IMAP_MAX_INBUF,
+	.out_high = IMAP_OUT_HIGH,
+	.read_size = IMAP_READ_SIZE,
+	.idle_ms = IMAP_AUTOLOGOUT_MS,
+	/* RFC 9051 §5.4: the autologout timer. */
+	.idle_line = "* BYE Disconnected for inactivity.",
+	.mode = imap_session_mode,
+	.step = imap_session_step,
+	.input = imap_session_input,
+	.free = imap_session_free,
+};
 
 /* ---- the command table (STYLE §1) ---- */
 
@@ -103,8 +112,7 @@ static const struct imap_cmd_def imap_cmds[] = {
 void
 imap_write(struct imap_session *s, const void *data, size_t len)
 {
-	if (!s->dead)
-		buf_append(&s->out, data, len);
+	mailconn_write(&s->conn, data, len);
 }
 
 void
@@ -112,21 +120,19 @@ imap_reply(struct imap_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (s->dead)
-		return;
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	mailconn_vreply(&s->conn, fmt, ap);
 	va_end(ap);
-	buf_append(&s->out, "\r\n", 2);
 }
 
 static void
 imap_vtagged(struct imap_session *s, const char *status, const char *fmt,
     va_list ap)
 {
-	buf_printf(&s->out, "%s %s ", s->tag != NULL ? s->tag : "*", status);
-	buf_vprintf(&s->out, fmt, ap);
-	buf_append(&s->out, "\r\n", 2);
+	buf_printf(&s->conn.out, "%s %s ", s->tag != NULL ? s->tag : "*",
+	    status);
+	buf_vprintf(&s->conn.out, fmt, ap);
+	buf_append(&s->conn.out, "\r\n", 2);
 	/* DESIGN §9: a limit for errors in a row, not in a lifetime. */
 	if (strcmp(status, "OK") == 0)
 		s->bad = 0;
@@ -168,38 +174,7 @@ imap_tagged_fail(struct imap_session *s, const char *what, const char *error)
 bool
 imap_session_out_full(const struct imap_session *s)
 {
-	return s->out.len >= IMAP_OUT_HIGH;
-}
-
-/* Write what we can without blocking. */
-static void
-imap_session_flush(struct imap_session *s)
-{
-	bool progress = false;
-
-	while (s->out.len > 0 && !s->dead) {
-		ssize_t n = send(s->fd, s->out.data, s->out.len,
-		    MSG_NOSIGNAL);
-
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(s->fd, s->out.data, s->out.len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (s->reason == NULL)
-				s->reason = "Disconnected: Connection closed";
-			s->dead = true;
-			break;
-		}
-		buf_consume(&s->out, (size_t)n);
-		s->bytes_out += (uint64_t)n;
-		progress = true;
-	}
-	/* A client that reads its answer is not idle. */
-	if (progress)
-		imap_session_arm_timeout(s);
+	return mailconn_out_full(&s->conn);
 }
 
 /* ---- states ---- */
@@ -216,34 +191,27 @@ imap_session_enter_io(struct imap_session *s, enum imap_io io)
 	s->io_state = io;
 }
 
-static void
-imap_session_timeout(void *ctx)
+static enum mailconn_mode
+imap_session_mode(void *ctx)
 {
-	struct imap_session *s = ctx;
+	const struct imap_session *s = ctx;
 
-	s->timeout = NULL;
-	/* RFC 9051 §5.4: the autologout timer. */
-	imap_reply(s, "* BYE Disconnected for inactivity.");
-	imap_session_flush(s);
-	s->reason = "Disconnected for inactivity";
-	s->dead = true;
-	imap_session_done(s);
-}
-
-static void
-imap_session_arm_timeout(struct imap_session *s)
-{
-	timer_remove(&s->timeout);
-	if (!s->dead)
-		s->timeout = timer_add(IMAP_AUTOLOGOUT_MS,
-		    imap_session_timeout, s);
+	switch (s->io_state) {
+	case IMAP_IO_CMD:
+	case IMAP_IO_IDLE:
+		return MAILCONN_READ;
+	case IMAP_IO_CONT:
+		return MAILCONN_CONT;
+	case IMAP_IO_CLOSE:
+		break;
+	}
+	return MAILCONN_CLOSE;
 }
 
 void
 imap_session_close(struct imap_session *s, const char *reason)
 {
-	if (s->reason == NULL)
-		s->reason = reason;
+	mailconn_close(&s->conn, reason);
 	imap_session_enter_io(s, IMAP_IO_CLOSE);
 	s->state = IMAP_STATE_LOGOUT;
 }
@@ -276,6 +244,23 @@ imap_session_cont_end(struct imap_session *s)
 	s->cont = NULL;
 	s->cont_ctx = NULL;
 	s->cont_free = NULL;
+}
+
+/* The next piece of the long answer (mailconn_proto.step). */
+static enum mailconn_step
+imap_session_step(void *ctx)
+{
+	struct imap_session *s = ctx;
+	int r = s->cont(s);
+
+	if (r < 0)
+		return MAILCONN_STEP_FAIL;
+	if (r == 0)
+		return MAILCONN_STEP_YIELD;
+	imap_session_cont_end(s);
+	if (s->io_state == IMAP_IO_CONT)
+		imap_session_enter_io(s, IMAP_IO_CMD);
+	return MAILCONN_STEP_DONE;
 }
 
 /* ---- the view of the selected mailbox ---- */
@@ -402,7 +387,7 @@ imap_session_updates(struct imap_session *s, bool allow_expunge)
 	struct store_mailbox *mb;
 	uint32_t i, n, first, last, recent = 0;
 
-	if (m == NULL || s->dead)
+	if (m == NULL || s->conn.dead)
 		return;
 	mb = m->mb;
 	if (s->uidvalidity != m->uidvalidity) {
@@ -476,29 +461,28 @@ imap_session_poke(struct imap_session *s)
 {
 	/* Only an idling session may be told now (RFC 2177 §3); the
 	 * others hear it at the end of their next command. */
-	if (s->io_state != IMAP_IO_IDLE || s->dead)
+	if (s->io_state != IMAP_IO_IDLE || s->conn.dead)
 		return;
 	imap_session_updates(s, true);
-	if (s->busy == 0)
-		imap_session_update_io(s);
+	mailconn_update(&s->conn);
 }
 
 /* ---- lifecycle ---- */
 
+/* The session is over (mailconn_proto.free). */
 static void
-imap_session_free(struct imap_session *s)
+imap_session_free(void *ctx)
 {
+	struct imap_session *s = ctx;
+
 	log_info("imap(%s)<%ld><%llu>: %s in=%llu out=%llu", s->log_user,
-	    (long)getpid(), (unsigned long long)s->id, s->reason != NULL ?
-	    s->reason : "Disconnected: Connection closed",
-	    (unsigned long long)s->bytes_in,
-	    (unsigned long long)s->bytes_out);
-	io_remove(&s->io);
-	timer_remove(&s->timeout);
+	    (long)getpid(), (unsigned long long)s->id,
+	    s->conn.reason != NULL ? s->conn.reason :
+	    "Disconnected: Connection closed",
+	    (unsigned long long)s->conn.bytes_in,
+	    (unsigned long long)s->conn.bytes_out);
+	mailconn_deinit(&s->conn);
 	timer_remove(&s->idle_timer);
-	timer_remove(&s->resume_timer);
-	if (s->fd >= 0)
-		close(s->fd);
 	imap_session_cont_end(s);
 	imap_append_free(s);
 	imap_session_unselect(s);
@@ -510,92 +494,14 @@ imap_session_free(struct imap_session *s)
 		imap_sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	buf_free(&s->in);
-	buf_free(&s->out);
 	free(s->tag);
 	free(s->user);
 	free(s->log_user);
 	free(s->rip);
 	free(s);
-	mailproc_session_ended();
-}
-
-/* The session wants client input now. */
-static bool
-imap_session_wants_input(const struct imap_session *s)
-{
-	return (s->io_state == IMAP_IO_CMD || s->io_state == IMAP_IO_IDLE) &&
-	    !s->eof && !s->dead && s->out.len < IMAP_OUT_HIGH &&
-	    s->in.len < s->in.max;
-}
-
-static void
-imap_session_update_io(struct imap_session *s)
-{
-	int ev = 0;
-
-	if (imap_session_wants_input(s))
-		ev |= IOLOOP_READ;
-	if (s->out.len > 0 || s->dead)
-		ev |= IOLOOP_WRITE;
-	io_set_events(s->io, ev);
-}
-
-/*
- * End of every callback that touched s: free it when it is finished,
- * else recompute what to wait for.
- */
-static void
-imap_session_done(struct imap_session *s)
-{
-	if (s->busy > 0)
-		return;
-	if (!s->dead && s->io_state == IMAP_IO_CLOSE && s->out.len == 0)
-		s->dead = true;
-	if (!s->dead && s->eof && s->out.len == 0 &&
-	    (s->io_state == IMAP_IO_CMD || s->io_state == IMAP_IO_IDLE))
-		s->dead = true;		/* the client went away */
-	if (s->dead) {
-		imap_session_free(s);
-		return;
-	}
-	imap_session_update_io(s);
 }
 
 /* ---- input ---- */
-
-static void
-imap_session_read(struct imap_session *s)
-{
-	while (imap_session_wants_input(s)) {
-		size_t room = s->in.max - s->in.len;
-		ssize_t n;
-
-		if (room > IMAP_READ_SIZE)
-			room = IMAP_READ_SIZE;
-		if (buf_reserve(&s->in, room) < 0)
-			break;
-		n = read(s->fd, s->in.data + s->in.len, room);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				s->eof = true;
-				if (s->reason == NULL)
-					s->reason = "Disconnected: "
-					    "Connection closed";
-			}
-			break;
-		}
-		if (n == 0) {
-			s->eof = true;
-			break;
-		}
-		s->in.len += (size_t)n;
-		s->bytes_in += (uint64_t)n;
-		imap_session_arm_timeout(s);
-	}
-}
 
 static void
 imap_session_execute(struct imap_session *s, const struct imap_command *cmd)
@@ -666,140 +572,53 @@ imap_session_parse_error(struct imap_session *s)
 	(void)imap_session_bad(s);
 }
 
-/*
- * Execute what can be executed now: continue a long answer, then the
- * commands already in the input buffer.  Returns true when it stopped
- * only because the output reached its high-water mark.
- */
-static void imap_session_resume(void *ctx);
-
+/* What the parser makes of the input (mailconn_proto.input). */
 static bool
-imap_session_run_once(struct imap_session *s)
+imap_session_input(void *ctx)
 {
-	while (!s->dead) {
-		enum imap_parse_result r;
-		size_t used;
+	struct imap_session *s = ctx;
+	struct buf *in = &s->conn.in;
+	size_t used, len;
+	const char *line;
 
-		if (s->out.len >= IMAP_OUT_HIGH)
-			return s->io_state != IMAP_IO_CLOSE;
-		if (s->io_state == IMAP_IO_CONT) {
-			int cr = s->cont(s);
-
-			if (cr < 0) {
-				/* Part of the answer is out: nothing we
-				 * could say now would be understood. */
-				s->dead = true;
-				if (s->reason == NULL)
-					s->reason = "Disconnected: "
-					    "Internal error";
-				break;
-			}
-			if (cr > 0) {
-				imap_session_cont_end(s);
-				if (s->io_state == IMAP_IO_CONT)
-					imap_session_enter_io(s, IMAP_IO_CMD);
-				continue;
-			}
-			if (s->out.len >= IMAP_OUT_HIGH)
-				return true;	/* when output drained */
-			/* Let the other sessions have a turn. */
-			if (s->resume_timer == NULL)
-				s->resume_timer = timer_add(0,
-				    imap_session_resume, s);
-			return false;
-		}
-		if (s->io_state != IMAP_IO_CMD && s->io_state != IMAP_IO_IDLE)
-			break;
-		r = imap_parser_feed(s->parser, s->in.data, s->in.len, &used);
-		switch (r) {
-		case IMAP_PARSE_MORE:
-			buf_consume(&s->in, used);
-			return false;
-		case IMAP_PARSE_ERROR:
-			buf_consume(&s->in, used);
-			imap_session_parse_error(s);
-			break;
-		case IMAP_PARSE_CONTINUE:
-			buf_consume(&s->in, used);
-			/* RFC 9051 §7.5: go on with the literal. */
-			imap_reply(s, "+ OK");
-			break;
-		case IMAP_PARSE_COMMAND:
-			buf_consume(&s->in, used);
-			imap_session_execute(s, imap_parser_command(s->parser));
-			break;
-		case IMAP_PARSE_LINE: {
-			size_t len;
-			const char *line;
-
-			buf_consume(&s->in, used);
-			line = imap_parser_line(s->parser, &len);
-			if (s->io_state == IMAP_IO_IDLE)
-				imap_idle_line(s, line, len);
-			break;
-		}
-		case IMAP_PARSE_APPEND:
-			buf_consume(&s->in, used);
-			imap_append_begin(s, imap_parser_append(s->parser));
-			break;
-		case IMAP_PARSE_APPEND_DATA:
-			/* The data are the first bytes of what was fed. */
-			imap_append_data(s, s->in.data, used);
-			buf_consume(&s->in, used);
-			break;
-		case IMAP_PARSE_APPEND_END:
-			buf_consume(&s->in, used);
-			imap_append_end(s, imap_parser_append(s->parser));
-			break;
-		}
+	switch (imap_parser_feed(s->parser, in->data, in->len, &used)) {
+	case IMAP_PARSE_MORE:
+		buf_consume(in, used);
+		return false;
+	case IMAP_PARSE_ERROR:
+		buf_consume(in, used);
+		imap_session_parse_error(s);
+		break;
+	case IMAP_PARSE_CONTINUE:
+		buf_consume(in, used);
+		/* RFC 9051 §7.5: go on with the literal. */
+		imap_reply(s, "+ OK");
+		break;
+	case IMAP_PARSE_COMMAND:
+		buf_consume(in, used);
+		imap_session_execute(s, imap_parser_command(s->parser));
+		break;
+	case IMAP_PARSE_LINE:
+		buf_consume(in, used);
+		line = imap_parser_line(s->parser, &len);
+		if (s->io_state == IMAP_IO_IDLE)
+			imap_idle_line(s, line, len);
+		break;
+	case IMAP_PARSE_APPEND:
+		buf_consume(in, used);
+		imap_append_begin(s, imap_parser_append(s->parser));
+		break;
+	case IMAP_PARSE_APPEND_DATA:
+		/* The data are the first bytes of what was fed. */
+		imap_append_data(s, in->data, used);
+		buf_consume(in, used);
+		break;
+	case IMAP_PARSE_APPEND_END:
+		buf_consume(in, used);
+		imap_append_end(s, imap_parser_append(s->parser));
+		break;
 	}
-	return false;
-}
-
-static void imap_session_run(struct imap_session *s);
-
-static void
-imap_session_resume(void *ctx)
-{
-	struct imap_session *s = ctx;
-
-	s->resume_timer = NULL;
-	s->busy++;
-	imap_session_run(s);
-	s->busy--;
-	imap_session_done(s);
-}
-
-/*
- * Run and write until the client must catch up (output not drained) or
- * there is nothing left to do: a client that sent its last commands and
- * closed its side gets every answer before the session ends.
- */
-static void
-imap_session_run(struct imap_session *s)
-{
-	bool more;
-
-	do {
-		more = imap_session_run_once(s);
-		imap_session_flush(s);
-	} while (more && !s->dead && s->out.len < IMAP_OUT_HIGH);
-}
-
-static void
-imap_session_io(int fd, int events, void *ctx)
-{
-	struct imap_session *s = ctx;
-
-	(void)fd;
-	s->busy++;
-	if ((events & IOLOOP_WRITE) != 0)
-		imap_session_flush(s);
-	if ((events & IOLOOP_READ) != 0)
-		imap_session_read(s);
-	imap_session_run(s);
-	s->busy--;
-	imap_session_done(s);
+	return true;
 }
 
 /* ---- login ---- */
@@ -821,16 +640,12 @@ imap_session_new(const struct mailproc_session *ms)
 	const char *mail, *error, *tag;
 	char esc[512];
 	struct buf caps;
-	int fl;
 
 	s->id = imap_next_id++;
-	s->fd = ms->fd;
 	s->user = xstrdup(ms->user != NULL ? ms->user : "");
 	log_escape(esc, sizeof(esc), s->user, strlen(s->user));
 	s->log_user = xstrdup(esc);
 	s->rip = xstrdup(ms->rip != NULL ? ms->rip : "");
-	buf_init(&s->in, IMAP_MAX_INBUF);
-	buf_init(&s->out, 0);
 	s->parser = imap_session_parser_new();
 	s->state = IMAP_STATE_AUTH;
 
@@ -839,14 +654,7 @@ imap_session_new(const struct mailproc_session *ms)
 		imap_sessions->prev = s;
 	imap_sessions = s;
 
-	fl = fcntl(s->fd, F_GETFL);
-	if (fl < 0 || fcntl(s->fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		log_warning("imap(%s): O_NONBLOCK: %s", s->log_user,
-		    strerror(errno));
-	(void)fcntl(s->fd, F_SETFD, FD_CLOEXEC);
-	s->io = io_add(s->fd, 0, imap_session_io, s);
-
-	s->busy++;
+	mailconn_init(&s->conn, ms->fd, &imap_conn_proto, s, s->log_user);
 	tag = ms->tag != NULL && ms->tag[0] != '\0' ? ms->tag : NULL;
 	s->tag = xstrdup(tag != NULL ? tag : "*");
 	mail = ms->mail != NULL && ms->mail[0] != '\0' ? ms->mail :
@@ -875,15 +683,8 @@ imap_session_new(const struct mailproc_session *ms)
 		    s->log_user, (long)getpid(), (unsigned long long)s->id,
 		    s->rip);
 		/* Commands pipelined after the login, read by imap-login. */
-		if (ms->prelen > 0) {
-			size_t n = ms->prelen < s->in.max ? ms->prelen :
-			    s->in.max;
-
-			buf_append(&s->in, ms->pre, n);
-		}
+		if (ms->prelen > 0)
+			mailconn_preload(&s->conn, ms->pre, ms->prelen);
 	}
-	imap_session_arm_timeout(s);
-	imap_session_run(s);
-	s->busy--;
-	imap_session_done(s);
+	mailconn_start(&s->conn);
 }

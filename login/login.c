@@ -46,12 +46,15 @@
 #include "base64.h"
 #include "buf.h"
 #include "cfg.h"
+#include "fdpass.h"
 #include "ioloop.h"
+#include "listener.h"
 #include "log.h"
 #include "login.h"
 #include "mailproc.h"
 #include "str.h"
 #include "tls.h"
+#include "tlsio.h"
 #include "xmalloc.h"
 
 /* Clients one login process serves at most. */
@@ -67,7 +70,6 @@
 /* Seconds the last output may take to leave before the connection is
  * dropped anyway. */
 #define LOGIN_CLOSE_TIMEOUT	10
-#define LOGIN_ACCEPT_BATCH	64
 #define LOGIN_IP_BUCKETS	256
 /* The self-signed pair posternd makes when no certificate is set
  * (master_make_cert()), relative to data_directory. */
@@ -146,13 +148,6 @@ struct login_client {
 	void			*ctx;		/* the protocol's */
 };
 
-struct login_listener {
-	int		 fd;
-	bool		 tls;
-	struct io	*io;
-	struct timer	*pause;
-};
-
 /* A packet for posternd, with the descriptor it carries (ours to close
  * once it is sent). */
 struct login_msg {
@@ -175,8 +170,6 @@ static enum login_ssl login_ssl;
 static bool login_disable_plaintext;
 static bool login_loopback_secure;
 static unsigned login_max_per_ip;
-static struct login_listener *login_listeners;
-static size_t login_listener_count;
 static struct login_client *login_clients;
 static unsigned login_nclients;
 static struct login_ip *login_ips[LOGIN_IP_BUCKETS];
@@ -547,46 +540,29 @@ login_client_pending(void *ctx)
 static void
 login_client_update_io(struct login_client *c)
 {
-	int ev = 0;
+	bool rd;
 
 	if (c->state == LOGIN_STATE_HANDSHAKE) {
-		ev = tls_conn_want(c->tls);
-		io_set_events(c->io, ev != 0 ? ev : IOLOOP_READ);
+		io_set_events(c->io, tlsio_handshake_events(c->tls));
 		return;
 	}
 	if (c->state == LOGIN_STATE_RELAY) {
 		int rev = 0;
 
-		if (!c->client_eof && c->in.len < c->in.max)
-			ev |= c->tls_rwant != 0 ? c->tls_rwant : IOLOOP_READ;
-		if (c->out.len > 0)
-			ev |= c->tls_wwant != 0 ? c->tls_wwant : IOLOOP_WRITE;
+		rd = !c->client_eof && c->in.len < c->in.max;
 		if (!c->mail_eof && c->out.len < LOGIN_RELAY_BUF)
 			rev |= IOLOOP_READ;
 		if (c->in.len > 0)
 			rev |= IOLOOP_WRITE;
-		io_set_events(c->io, ev);
 		io_set_events(c->relay_io, rev);
-		/* Records OpenSSL already took from the socket are
-		 * invisible to epoll: come back for them from the loop. */
-		if (!c->client_eof && c->in.len < c->in.max &&
-		    tls_conn_pending(c->tls) > 0 && c->pending_timer == NULL)
-			c->pending_timer = timer_add(0, login_client_pending,
-			    c);
-		return;
-	}
-	if (login_client_wants_input(c)) {
-		ev |= c->tls != NULL && c->tls_rwant != 0 ? c->tls_rwant :
-		    IOLOOP_READ;
-		if (c->tls != NULL && tls_conn_pending(c->tls) > 0 &&
-		    c->pending_timer == NULL)
-			c->pending_timer = timer_add(0, login_client_pending,
-			    c);
-	}
-	if (c->out.len > 0)
-		ev |= c->tls != NULL && c->tls_wwant != 0 ? c->tls_wwant :
-		    IOLOOP_WRITE;
-	io_set_events(c->io, ev);
+	} else
+		rd = login_client_wants_input(c);
+	io_set_events(c->io, tlsio_events(rd, c->tls_rwant, c->out.len > 0,
+	    c->tls_wwant));
+	/* Records OpenSSL already took from the socket are invisible to
+	 * epoll: come back for them from the loop. */
+	if (rd && tlsio_pending(c->tls) && c->pending_timer == NULL)
+		c->pending_timer = timer_add(0, login_client_pending, c);
 }
 
 /*
@@ -764,35 +740,17 @@ login_client_start_tls(struct login_client *c)
 static void
 login_client_flush(struct login_client *c)
 {
-	size_t off = 0;
+	ssize_t n;
 
 	if (c->dead || c->state == LOGIN_STATE_HANDSHAKE)
 		return;
-	while (off < c->out.len) {
-		ssize_t n;
-
-		if (c->tls != NULL) {
-			c->tls_wwant = 0;
-			n = tls_conn_write(c->tls, c->out.data + off,
-			    c->out.len - off);
-			if (n < 0 && errno == EAGAIN)
-				c->tls_wwant = tls_conn_want(c->tls);
-		} else
-			n = send(c->fd, c->out.data + off, c->out.len - off,
-			    MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			login_client_lost(c);
-			return;
-		}
-		off += (size_t)n;
-		if (c->state == LOGIN_STATE_RELAY)
-			c->relay_out += (uint64_t)n;
+	n = tlsio_flush(c->tls, c->fd, &c->out, &c->tls_wwant);
+	if (n < 0) {
+		login_client_lost(c);
+		return;
 	}
-	buf_consume(&c->out, off);
+	if (c->state == LOGIN_STATE_RELAY)
+		c->relay_out += (uint64_t)n;
 	if (c->out.len > 0)
 		return;
 	if (c->state == LOGIN_STATE_CLOSING)
@@ -881,33 +839,15 @@ login_client_line(struct login_client *c, size_t *consume_r)
 static void
 login_client_read(struct login_client *c)
 {
-	size_t room = c->in.max - c->in.len;
-	ssize_t n;
+	ssize_t n = tlsio_read(c->tls, c->fd, &c->in, LOGIN_READ_SIZE,
+	    &c->tls_rwant);
 
-	if (room == 0)
+	if (n < 0 && errno == EAGAIN)
 		return;
-	if (room > LOGIN_READ_SIZE)
-		room = LOGIN_READ_SIZE;
-	if (buf_reserve(&c->in, room) < 0)
-		return;
-	if (c->tls != NULL) {
-		c->tls_rwant = 0;
-		n = tls_conn_read(c->tls, c->in.data + c->in.len, room);
-		if (n < 0 && errno == EAGAIN)
-			c->tls_rwant = tls_conn_want(c->tls);
-	} else
-		n = read(c->fd, c->in.data + c->in.len, room);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
+	if (n <= 0) {
 		c->eof = true;
 		return;
 	}
-	if (n == 0) {
-		c->eof = true;
-		return;
-	}
-	c->in.len += (size_t)n;
 	login_client_arm_timeout(c);
 }
 
@@ -1090,49 +1030,14 @@ login_client_auth_continue(struct login_client *c, const char *line)
 
 /* ---- the link to posternd ---- */
 
-/* One packet with an optional descriptor.  0, or -1 with errno. */
-static int
-login_master_sendmsg(const char *text, int fd)
-{
-	struct msghdr msg;
-	struct iovec iov;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cm;
-	ssize_t n;
-
-	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = (void *)text;
-	iov.iov_len = strlen(text);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd >= 0) {
-		struct cmsghdr *cmsg;
-
-		memset(&cm, 0, sizeof(cm));
-		msg.msg_control = cm.buf;
-		msg.msg_controllen = sizeof(cm.buf);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(login_master_fd, &msg, MSG_DONTWAIT |
-		    MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -1 : 0;
-}
-
 static void
 login_master_flush(void)
 {
 	while (login_master_queue != NULL) {
 		struct login_msg *m = login_master_queue;
 
-		if (login_master_sendmsg(m->text, m->fd) < 0) {
+		if (fdpass_send(login_master_fd, m->text, strlen(m->text),
+		    m->fd) < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
 			log_fatal("posternd socket: %m");
@@ -1402,24 +1307,15 @@ login_relay_pump(struct login_client *c)
 
 		progress = false;
 		/* client -> in */
-		room = c->in.max - c->in.len;
-		if (!c->client_eof && room > 0) {
-			if (room > LOGIN_READ_SIZE)
-				room = LOGIN_READ_SIZE;
-			if (buf_reserve(&c->in, room) < 0)
-				log_panic("relay buffer");
-			c->tls_rwant = 0;
-			n = tls_conn_read(c->tls, c->in.data + c->in.len, room);
-			if (n > 0) {
-				c->in.len += (size_t)n;
+		if (!c->client_eof && c->in.len < c->in.max) {
+			n = tlsio_read(c->tls, c->fd, &c->in, LOGIN_READ_SIZE,
+			    &c->tls_rwant);
+			if (n > 0)
 				c->relay_in += (uint64_t)n;
-				progress = true;
-			} else if (n < 0 && errno == EAGAIN)
-				c->tls_rwant = tls_conn_want(c->tls);
-			else if (!(n < 0 && errno == EINTR)) {
+			else if (n == 0 || errno != EAGAIN)
 				c->client_eof = true;
+			if (n >= 0 || errno != EAGAIN)
 				progress = true;
-			}
 		}
 		/* in -> mail process */
 		if (c->in.len > 0 && !c->mail_eof) {
@@ -1528,119 +1424,25 @@ login_client_io(int fd, int events, void *ctx)
 
 /* ---- listeners ---- */
 
-static void login_accept(int fd, int events, void *ctx);
+/* Listener kinds (common/listener.h). */
+#define LOGIN_LISTEN_PLAIN	0
+#define LOGIN_LISTEN_TLS	1
 
 static void
-login_accept_resume(void *ctx)
+login_accept(int fd, int kind, const struct sockaddr_storage *peer,
+    socklen_t peerlen)
 {
-	struct login_listener *l = ctx;
-
-	l->pause = NULL;
-	if (l->io != NULL)
-		io_set_events(l->io, IOLOOP_READ);
+	login_client_new(fd, kind == LOGIN_LISTEN_TLS, peer, peerlen);
 }
 
-static void
-login_accept(int fd, int events, void *ctx)
+static int
+login_listen_kind(const char *service)
 {
-	struct login_listener *l = ctx;
-	int i;
-
-	(void)events;
-	for (i = 0; i < LOGIN_ACCEPT_BATCH && !login_stopping; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sslen = sizeof(ss);
-		int c = accept4(fd, (struct sockaddr *)&ss, &sslen,
-		    SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (c < 0) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: pause instead of
-				 * spinning. */
-				log_warning("accept: %m");
-				io_set_events(l->io, 0);
-				if (l->pause == NULL)
-					l->pause = timer_add(1000,
-					    login_accept_resume, l);
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				log_warning("accept: %m");
-			return;
-		}
-		login_client_new(c, l->tls, &ss, sslen);
-	}
-}
-
-static void
-login_listener_add(int fd, bool tls)
-{
-	struct login_listener *l;
-	int flags = fcntl(fd, F_GETFL);
-
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		log_fatal("listener fd %d: %m", fd);
-	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-	login_listeners = xreallocarray(login_listeners,
-	    login_listener_count + 1, sizeof(*login_listeners));
-	l = &login_listeners[login_listener_count++];
-	memset(l, 0, sizeof(*l));
-	l->fd = fd;
-	l->tls = tls;
-}
-
-/* POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." */
-static void
-login_listen_env(void)
-{
-	const char *env = getenv("POSTERN_LISTEN");
-	char **items;
-	size_t i;
-
-	if (env == NULL || *env == '\0')
-		return;
-	items = strv_split(env, ",");
-	for (i = 0; items[i] != NULL; i++) {
-		char *item = items[i], *svc, *rest;
-		long long fd;
-
-		if ((rest = strchr(item, ':')) == NULL)
-			goto bad;
-		*rest++ = '\0';
-		svc = rest;
-		if ((rest = strchr(svc, ':')) == NULL)
-			goto bad;
-		*rest = '\0';
-		if (str_to_ll(item, 3, 65535, &fd) < 0)
-			goto bad;
-		if (strcmp(svc, login_proto->plain_service) == 0)
-			login_listener_add((int)fd, false);
-		else if (strcmp(svc, login_proto->tls_service) == 0)
-			login_listener_add((int)fd, true);
-		else
-			log_warning("POSTERN_LISTEN: service %s not served "
-			    "here, ignoring fd %lld", svc, fd);
-		continue;
-bad:
-		log_fatal("bad POSTERN_LISTEN element: %s", items[i]);
-	}
-	strv_free(&items);
-}
-
-static void
-login_listeners_close(void)
-{
-	size_t i;
-
-	for (i = 0; i < login_listener_count; i++) {
-		struct login_listener *l = &login_listeners[i];
-
-		io_remove(&l->io);
-		timer_remove(&l->pause);
-		(void)close(l->fd);
-		l->fd = -1;
-	}
-	login_listener_count = 0;
+	if (strcmp(service, login_proto->plain_service) == 0)
+		return LOGIN_LISTEN_PLAIN;
+	if (strcmp(service, login_proto->tls_service) == 0)
+		return LOGIN_LISTEN_TLS;
+	return -1;
 }
 
 /* ---- settings ---- */
@@ -1782,7 +1584,7 @@ login_sigterm(int signo, void *ctx)
 		return;
 	log_info("terminating on signal %d", signo);
 	login_stopping = true;
-	login_listeners_close();
+	listener_close_all();
 	/*
 	 * Idle pre-login clients go now; logins under way finish, and
 	 * relayed TLS sessions go on until they end (posternd's stop ends
@@ -1828,7 +1630,6 @@ login_main(const struct login_proto *proto, int argc, char **argv)
 	const char *env;
 	long long fd;
 	struct stat st;
-	size_t i;
 	int ch;
 
 	login_proto = proto;
@@ -1867,8 +1668,8 @@ login_main(const struct login_proto *proto, int argc, char **argv)
 	    fcntl(login_master_fd, F_SETFL, O_NONBLOCK) < 0)
 		log_fatal("fcntl: %m");
 	unsetenv("POSTERN_MASTER_FD");
-	login_listen_env();
-	if (login_listener_count == 0)
+	listener_add_env(login_listen_kind);
+	if (listener_count() == 0)
 		log_fatal("no %s or %s listeners in POSTERN_LISTEN",
 		    proto->plain_service, proto->tls_service);
 
@@ -1877,9 +1678,7 @@ login_main(const struct login_proto *proto, int argc, char **argv)
 
 	login_master_io = io_add(login_master_fd, IOLOOP_READ,
 	    login_master_event, NULL);
-	for (i = 0; i < login_listener_count; i++)
-		login_listeners[i].io = io_add(login_listeners[i].fd,
-		    IOLOOP_READ, login_accept, &login_listeners[i]);
+	listener_start(login_accept);
 	ioloop_signal(SIGTERM, login_sigterm, NULL);
 	ioloop_signal(SIGINT, login_sigterm, NULL);
 	ioloop_signal(SIGHUP, login_sighup, NULL);

@@ -31,6 +31,7 @@
 #include "base64.h"
 #include "buf.h"
 #include "cfg.h"
+#include "fdpass.h"
 #include "ioloop.h"
 #include "log.h"
 #include "mailproc.h"
@@ -201,33 +202,21 @@ static void
 mailproc_master_io(int fd, int events, void *ctx)
 {
 	char buf[MAILPROC_MAX_MSG + 1];
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 4)];
-	} cm;
 	int i;
 
 	(void)events;
 	(void)ctx;
 	/* A few at a time: the sessions already here get their turn. */
 	for (i = 0; i < 16; i++) {
-		struct msghdr msg;
-		struct iovec iov;
-		struct cmsghdr *c;
-		int cfd = -1, extra = 0;
+		int cfd;
+		size_t nfds;
 		ssize_t n;
 
-		memset(&msg, 0, sizeof(msg));
-		iov.iov_base = buf;
-		iov.iov_len = MAILPROC_MAX_MSG;
-		msg.msg_iov = &iov;
-		msg.msg_iovlen = 1;
-		msg.msg_control = cm.buf;
-		msg.msg_controllen = sizeof(cm.buf);
-		n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
-		    errno == EINTR))
+		n = fdpass_recv(fd, buf, MAILPROC_MAX_MSG, &cfd, 1, &nfds);
+		if (n < 0 && errno == EAGAIN)
 			return;
+		if (n < 0 && errno == EMSGSIZE)
+			mailproc_bad("truncated, or more than one descriptor");
 		if (n <= 0) {
 			if (n < 0)
 				log_warning("posternd socket: %m");
@@ -240,30 +229,7 @@ mailproc_master_io(int fd, int events, void *ctx)
 				ioloop_stop();
 			return;
 		}
-		for (c = CMSG_FIRSTHDR(&msg); c != NULL;
-		    c = CMSG_NXTHDR(&msg, c)) {
-			size_t k, j;
-
-			if (c->cmsg_level != SOL_SOCKET ||
-			    c->cmsg_type != SCM_RIGHTS)
-				continue;
-			k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (j = 0; j < k; j++) {
-				int x;
-
-				memcpy(&x, CMSG_DATA(c) + j * sizeof(int),
-				    sizeof(int));
-				if (cfd < 0)
-					cfd = x;
-				else {
-					(void)close(x);
-					extra++;
-				}
-			}
-		}
-		if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0)
-			mailproc_bad("truncated");
-		if (cfd < 0 || extra > 0)
+		if (nfds != 1)
 			mailproc_bad("not exactly one descriptor");
 		buf[n] = '\0';
 		if (fcntl(cfd, F_SETFL, O_NONBLOCK) < 0)

@@ -45,6 +45,7 @@
 
 #include "buf.h"
 #include "cfg.h"
+#include "fdpass.h"
 #include "ioloop.h"
 #include "limits_pst.h"
 #include "log.h"
@@ -118,108 +119,21 @@ static void handoff_login_io(int fd, int events, void *ctx);
 static int
 handoff_send(int sock, const char *text, int fd)
 {
-	struct msghdr msg;
-	struct iovec iov;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cm;
-	ssize_t n;
-
-	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = (void *)text;
-	iov.iov_len = strlen(text);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd >= 0) {
-		struct cmsghdr *c;
-
-		memset(&cm, 0, sizeof(cm));
-		msg.msg_control = cm.buf;
-		msg.msg_controllen = sizeof(cm.buf);
-		c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -1;
-	if ((size_t)n != iov.iov_len) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	return 0;
+	return fdpass_send(sock, text, strlen(text), fd);
 }
 
 /*
  * Receive one packet of at most MAILPROC_MAX_MSG bytes into buf (size
- * MAILPROC_MAX_MSG + 1, NUL-terminated).  Descriptors that came with it
- * go to fds, at most maxfds.  Returns the length, 0 at EOF (or for an
- * empty packet, which no sender of ours sends), -1 with errno (EAGAIN:
- * nothing there; EMSGSIZE: the packet was too long or carried more
- * descriptors than maxfds, which is a protocol error: every descriptor
- * that came with it is closed).
+ * MAILPROC_MAX_MSG + 1, NUL-terminated), as fdpass_recv() says.
  */
 static ssize_t
 handoff_recv(int sock, char *buf, int *fds, size_t maxfds, size_t *nfds_r)
 {
-	struct msghdr msg;
-	struct iovec iov;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int) * 8)];
-	} cm;
-	struct cmsghdr *c;
-	bool cut;
-	ssize_t n;
+	ssize_t n = fdpass_recv(sock, buf, MAILPROC_MAX_MSG, fds, maxfds,
+	    nfds_r);
 
-	*nfds_r = 0;
-	memset(&msg, 0, sizeof(msg));
-	iov.iov_base = buf;
-	iov.iov_len = MAILPROC_MAX_MSG;
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = cm.buf;
-	msg.msg_controllen = sizeof(cm.buf);
-	do
-		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -1;
-	cut = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-		size_t i, k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < k; i++) {
-			int fd;
-
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int),
-			    sizeof(int));
-			if (*nfds_r < maxfds)
-				fds[(*nfds_r)++] = fd;
-			else {
-				(void)close(fd);
-				cut = true;
-			}
-		}
-	}
-	if (cut) {
-		size_t i;
-
-		for (i = 0; i < *nfds_r; i++)
-			(void)close(fds[i]);
-		*nfds_r = 0;
-		errno = EMSGSIZE;
-		return -1;
-	}
-	buf[n] = '\0';
+	if (n >= 0)
+		buf[n] = '\0';
 	return n;
 }
 

@@ -77,6 +77,8 @@ static const char *const imap_login_listen_services[] = {
 static struct master_service master_services[] = {
 	{ .name = "auth", .needs_root = true },
 	{ .name = "local", .needs_root = true },
+	/* The outbound SMTP client: network bytes, never root. */
+	{ .name = "smtp" },
 	{ .name = "qmgr" },
 	{ .name = "smtpd", .listen_services = smtpd_listen_services },
 	/* Started as root: they chroot and drop to run_user themselves

@@ -17,7 +17,8 @@
  *
  * Which pair: smtpd_tls_cert_file/key_file, else ssl_cert/ssl_key, else
  * the self-signed pair in $data_directory, as smtpd_settings_tls()
- * chooses; nothing when TLS is off for smtpd.
+ * chooses, followed by the second pair configured with it if any
+ * (tls_server_alt_pair()); nothing when TLS is off for smtpd.
  */
 #include "config.h"
 
@@ -34,6 +35,7 @@
 #include "cfg.h"
 #include "log.h"
 #include "master.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 /* A PEM file bigger than this is not a certificate chain or a key. */
@@ -116,7 +118,7 @@ master_tls_refresh(void)
 {
 	struct buf b;
 	char *cert = NULL, *key = NULL;
-	const char *failed = NULL;
+	const char *failed = NULL, *aparam, *acert, *akey;
 
 	if (!master_tls_pair(&cert, &key)) {
 		if (master_tls_memfd >= 0 && ftruncate(master_tls_memfd, 0) < 0)
@@ -128,6 +130,19 @@ master_tls_refresh(void)
 		failed = cert;
 	else if (strcmp(key, cert) != 0 && master_tls_read(&b, key) < 0)
 		failed = key;
+	/*
+	 * A second pair of another key type (smtpd_tls_eccert_file,
+	 * ssl_alt_cert) follows in the same memory file; smtpd's
+	 * tls_server_ctx_new() loads every pair it finds there.
+	 */
+	if (failed == NULL &&
+	    tls_server_alt_pair(cert, &aparam, &acert, &akey)) {
+		if (master_tls_read(&b, acert) < 0)
+			failed = acert;
+		else if (strcmp(akey, acert) != 0 &&
+		    master_tls_read(&b, akey) < 0)
+			failed = akey;
+	}
 	if (failed != NULL) {
 		/* Keep what smtpd had: a reload must not cost TLS. */
 		log_warning("TLS credentials for smtpd: %s: %m; keeping the "

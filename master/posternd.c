@@ -286,6 +286,9 @@ master_check_tls(void)
 		return;
 	if (*level == '\0' && !ssl)
 		return;
+	/* The second pairs load with their first ones below. */
+	if (tls_server_alt_check(&error) < 0)
+		master_fatal("TLS: %s", error);
 	cert[n] = cfg_get("smtpd_tls_cert_file");
 	key[n] = cfg_get("smtpd_tls_key_file");
 	if (*cert[n] != '\0')

@@ -34,7 +34,7 @@ pop3_maildrop_in_use(const struct pop3_session *s)
 
 	for (o = pop3_sessions_first(); o != NULL; o = o->next) {
 		/* A session past its UPDATE state has let go. */
-		if (o == s || !o->locked || o->dead ||
+		if (o == s || !o->locked || o->conn.dead ||
 		    o->state == POP3_STATE_CLOSE)
 			continue;
 		if (strcmp(o->user, s->user) == 0 &&

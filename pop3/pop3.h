@@ -6,8 +6,10 @@
  * is shared by the pop3*.c files of the mail process only:
  *
  *   pop3.c          process: main, the maildrop lock, LOGIN-DELAY
- *   pop3_session.c  connection: buffers, state, timeout, output with
- *                   pipelining and back-pressure, the logout line
+ *   pop3_session.c  session: state, login, multi-line responses, the
+ *                   logout line; its connection (buffers, output with
+ *                   pipelining and back-pressure, autologout) is a
+ *                   struct mailconn (login/mailconn.h)
  *   pop3_cmd.c      the command table and one handler per command
  *   pop3_parse.c    pure parsers and encoders (pop3_parse.h)
  *   pop3_capa.c     the CAPA response (pop3_capa.h)
@@ -19,6 +21,8 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "linebuf.h"
+#include "mailconn.h"
 #include "pop3_parse.h"
 
 struct mailproc_session;
@@ -62,14 +66,11 @@ struct pop3_session;
 typedef int pop3_cont_fn(struct pop3_session *s);
 
 struct pop3_session {
+	/* first: the connection; conn.out is where responses go */
+	struct mailconn	 conn;
 	uint64_t	 id;
-	int		 fd;
-	struct io	*io;
-	struct timer	*timeout;
 	enum pop3_state	 state;
-	struct buf	 in;
-	struct buf	 out;
-	struct pop3_line_parser lp;
+	struct linebuf	 lp;
 
 	/* who */
 	char		*user;
@@ -103,11 +104,7 @@ struct pop3_session {
 
 	struct pop3_logout_stats stats;
 	unsigned	 bad;
-	const char	*reason;	/* for the logout line */
 	bool		 locked;	/* holds the maildrop */
-	bool		 eof;		/* client closed its side */
-	bool		 dead;		/* free at the end of the callback */
-	int		 busy;		/* callback depth */
 	struct pop3_session *prev, *next;
 };
 

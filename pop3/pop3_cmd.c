@@ -65,10 +65,10 @@ pop3_cmd_msg(struct pop3_session *s, const char *arg, uint32_t *idx_r)
 static void
 pop3_cmd_uidl_line(struct pop3_session *s, uint32_t idx)
 {
-	buf_printf(&s->out, "%" PRIu32 " ", idx + 1);
-	pop3_uidl_expand(&s->out, s->uidl_format, s->uids[idx],
+	buf_printf(&s->conn.out, "%" PRIu32 " ", idx + 1);
+	pop3_uidl_expand(&s->conn.out, s->uidl_format, s->uids[idx],
 	    s->uidvalidity);
-	buf_append(&s->out, "\r\n", 2);
+	buf_append(&s->conn.out, "\r\n", 2);
 }
 
 /* ---- multi-line responses ---- */
@@ -81,12 +81,12 @@ pop3_cmd_list_cont(struct pop3_session *s)
 		uint32_t i = s->cont_idx++;
 
 		if ((s->mflags[i] & POP3_MSG_DELETED) == 0)
-			buf_printf(&s->out, "%" PRIu32 " %" PRIu64 "\r\n",
+			buf_printf(&s->conn.out, "%" PRIu32 " %" PRIu64 "\r\n",
 			    i + 1, s->sizes[i]);
-		if (s->out.len >= POP3_OUT_HIGH)
+		if (s->conn.out.len >= POP3_OUT_HIGH)
 			return 0;
 	}
-	buf_append(&s->out, ".\r\n", 3);
+	buf_append(&s->conn.out, ".\r\n", 3);
 	return 1;
 }
 
@@ -99,10 +99,10 @@ pop3_cmd_uidl_cont(struct pop3_session *s)
 
 		if ((s->mflags[i] & POP3_MSG_DELETED) == 0)
 			pop3_cmd_uidl_line(s, i);
-		if (s->out.len >= POP3_OUT_HIGH)
+		if (s->conn.out.len >= POP3_OUT_HIGH)
 			return 0;
 	}
-	buf_append(&s->out, ".\r\n", 3);
+	buf_append(&s->conn.out, ".\r\n", 3);
 	return 1;
 }
 
@@ -123,11 +123,11 @@ pop3_cmd_message_cont(struct pop3_session *s)
 	}
 	if (n > 0) {
 		*s->cont_bytes += (uint64_t)n;
-		if (!pop3_stuff(&s->stuffer, chunk, (size_t)n, &s->out))
+		if (!pop3_stuff(&s->stuffer, chunk, (size_t)n, &s->conn.out))
 			return 0;
 	}
 	/* The end of the message, or TOP has its lines. */
-	pop3_stuff_finish(&s->stuffer, &s->out);
+	pop3_stuff_finish(&s->stuffer, &s->conn.out);
 	store_msg_close(&s->msg);
 	return 1;
 }
@@ -172,7 +172,7 @@ pop3_cmd_capa(struct pop3_session *s, int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	/* RFC 2449 §5: no USER, SASL or STLS after login. */
-	pop3_capa_append(&s->out, NULL);
+	pop3_capa_append(&s->conn.out, NULL);
 }
 
 static void
@@ -293,7 +293,7 @@ pop3_cmd_uidl(struct pop3_session *s, int argc, char **argv)
 
 	if (argc == 1) {
 		if (pop3_cmd_msg(s, argv[0], &idx) == 0) {
-			buf_append_str(&s->out, "+OK ");
+			buf_append_str(&s->conn.out, "+OK ");
 			pop3_cmd_uidl_line(s, idx);
 		}
 		return;

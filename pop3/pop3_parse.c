@@ -12,99 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "linebuf.h"
 #include "pop3_parse.h"
+#include "str.h"
 
 /* ---- command lines ---- */
-
-void
-pop3_line_parser_init(struct pop3_line_parser *p)
-{
-	p->skipping = false;
-}
-
-int
-pop3_line_parse(struct pop3_line_parser *p, const char *data, size_t len,
-    size_t max, size_t *consumed_r, const char **line_r, size_t *line_len_r)
-{
-	const char *lf;
-	size_t skipped = 0, scan;
-
-	*consumed_r = 0;
-	/* An empty buffer may have no storage yet (data NULL). */
-	if (len == 0)
-		return 0;
-	if (p->skipping) {
-		lf = memchr(data, '\n', len);
-		if (lf == NULL) {
-			*consumed_r = len;
-			return 0;
-		}
-		skipped = (size_t)(lf - data) + 1;
-		p->skipping = false;
-		data += skipped;
-		len -= skipped;
-	}
-	scan = len < max ? len : max;
-	lf = memchr(data, '\n', scan);
-	if (lf != NULL) {
-		size_t n = (size_t)(lf - data);
-
-		*line_r = data;
-		*line_len_r = n > 0 && data[n - 1] == '\r' ? n - 1 : n;
-		*consumed_r = skipped + n + 1;
-		return 1;
-	}
-	if (len < max) {
-		*consumed_r = skipped;
-		return 0;
-	}
-	/* Overlong: drop it through its LF when we have it, else skip on. */
-	lf = memchr(data + max, '\n', len - max);
-	if (lf != NULL)
-		*consumed_r = skipped + (size_t)(lf - data) + 1;
-	else {
-		*consumed_r = skipped + len;
-		p->skipping = true;
-	}
-	return -1;
-}
 
 int
 pop3_command_parse(char *line, size_t len, struct pop3_command *cmd)
 {
-	size_t i, k;
-	char *end;
-
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->args = line + len;
 	if (memchr(line, '\0', len) != NULL)
 		return -1;
-	/*
-	 * RFC 2449 §3: a keyword, then arguments separated by one space.
-	 * Extra white space is tolerated: telnet users type it.
-	 */
-	i = 0;
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	for (k = 0; i < len && line[i] != ' ' && line[i] != '\t'; i++) {
-		char c = line[i];
-
-		if (k + 1 >= sizeof(cmd->keyword)) {
-			cmd->keyword_too_long = true;
-			continue;
-		}
-		cmd->keyword[k++] = c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
-	}
-	cmd->keyword[k] = '\0';
-	if (cmd->keyword_too_long)
-		cmd->keyword[0] = '\0';
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	cmd->args = line + i;
-	end = line + len;
-	while (end > cmd->args && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	*end = '\0';
+	/* RFC 2449 §3: a keyword, then arguments separated by one space
+	 * (more white space is tolerated). */
+	linebuf_split_command(line, len, cmd->keyword, sizeof(cmd->keyword),
+	    &cmd->keyword_too_long, &cmd->args);
 	return 0;
 }
 
@@ -129,34 +53,13 @@ pop3_args_split(char *args, char **argv, int max)
 	}
 }
 
-/* Decimal digits only, no overflow past max.  0 or -1. */
-static int
-pop3_parse_decimal(const char *s, uint64_t max, uint64_t *val_r)
-{
-	uint64_t v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s != '\0'; s++) {
-		unsigned d;
-
-		if (*s < '0' || *s > '9')
-			return -1;
-		d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*val_r = v;
-	return 0;
-}
-
 int
 pop3_parse_msgnum(const char *s, uint32_t *num_r)
 {
-	uint64_t v;
+	long long v;
 
-	if (pop3_parse_decimal(s, UINT32_MAX, &v) < 0 || v == 0)
+	/* STYLE §7: one overflow-checked parser for client numbers. */
+	if (str_to_ll(s, 1, UINT32_MAX, &v) < 0)
 		return -1;
 	*num_r = (uint32_t)v;
 	return 0;
@@ -165,7 +68,12 @@ pop3_parse_msgnum(const char *s, uint32_t *num_r)
 int
 pop3_parse_count(const char *s, uint64_t *count_r)
 {
-	return pop3_parse_decimal(s, INT64_MAX, count_r);
+	long long v;
+
+	if (str_to_ll(s, 0, INT64_MAX, &v) < 0)
+		return -1;
+	*count_r = (uint64_t)v;
+	return 0;
 }
 
 /* ---- multi-line responses ---- */
@@ -436,34 +344,25 @@ pop3_var_append(struct buf *out, const char *value, const struct pop3_var *v)
 	}
 }
 
-/* The value of a UIDL variable; false when it is not one we know. */
-static bool
-pop3_uidl_var_value(const struct pop3_var *v, uint32_t uid,
-    uint32_t uidvalidity, char *value, size_t size)
-{
-	if (v->key == '%') {
-		snprintf(value, size, "%%");
-	} else if (v->key == 'u' || (v->key == '\0' &&
-	    strcmp(v->long_key, "uid") == 0)) {
-		snprintf(value, size, "%" PRIu32, uid);
-	} else if (v->key == 'v' || (v->key == '\0' &&
-	    strcmp(v->long_key, "uidvalidity") == 0)) {
-		snprintf(value, size, "%" PRIu32, uidvalidity);
-	} else
-		return false;
-	return true;
-}
+/* The value of variable v as text; false when it is not one we know. */
+typedef bool pop3_var_value_fn(const struct pop3_var *v, const void *ctx,
+    char *value, size_t size);
 
-/* Expand fmt; returns false at an unknown variable (skipped). */
+/*
+ * Expand fmt into out with the variables value_fn knows (modifiers: the
+ * modifier letters allowed), at most max bytes.  Returns false when a
+ * variable was unknown (it is left out).
+ */
 static bool
-pop3_uidl_expand_full(struct buf *out, const char *fmt, uint32_t uid,
-    uint32_t uidvalidity)
+pop3_expand(struct buf *out, const char *fmt, const char *modifiers,
+    size_t max, pop3_var_value_fn *value_fn, const void *ctx)
 {
 	struct pop3_var v;
 	const char *p = fmt;
+	size_t start = out->len;
 	bool known = true;
 
-	while (*p != '\0') {
+	while (*p != '\0' && out->len - start <= max) {
 		const char *pct = strchr(p, '%');
 		char value[64];
 		int i;
@@ -473,11 +372,10 @@ pop3_uidl_expand_full(struct buf *out, const char *fmt, uint32_t uid,
 			break;
 		}
 		buf_append(out, p, (size_t)(pct - p));
-		p = pop3_var_parse(pct + 1, "LUX", &v);
+		p = pop3_var_parse(pct + 1, modifiers, &v);
 		if (p == NULL)
 			break;
-		if (!pop3_uidl_var_value(&v, uid, uidvalidity, value,
-		    sizeof(value))) {
+		if (!value_fn(&v, ctx, value, sizeof(value))) {
 			known = false;
 			continue;
 		}
@@ -485,7 +383,44 @@ pop3_uidl_expand_full(struct buf *out, const char *fmt, uint32_t uid,
 			pop3_var_modify(value, sizeof(value), v.modifiers[i]);
 		pop3_var_append(out, value, &v);
 	}
+	if (out->len - start > max)
+		out->len = start + max;
 	return known;
+}
+
+/* The UID and UIDVALIDITY a UIDL is made of. */
+struct pop3_uidl_vars {
+	uint32_t	uid, uidvalidity;
+};
+
+/* The value of a UIDL variable (pop3_var_value_fn). */
+static bool
+pop3_uidl_var_value(const struct pop3_var *v, const void *ctx, char *value,
+    size_t size)
+{
+	const struct pop3_uidl_vars *uv = ctx;
+
+	if (v->key == '%') {
+		snprintf(value, size, "%%");
+	} else if (v->key == 'u' || (v->key == '\0' &&
+	    strcmp(v->long_key, "uid") == 0)) {
+		snprintf(value, size, "%" PRIu32, uv->uid);
+	} else if (v->key == 'v' || (v->key == '\0' &&
+	    strcmp(v->long_key, "uidvalidity") == 0)) {
+		snprintf(value, size, "%" PRIu32, uv->uidvalidity);
+	} else
+		return false;
+	return true;
+}
+
+/* Expand fmt; returns false at an unknown variable (skipped). */
+static bool
+pop3_uidl_expand_full(struct buf *out, const char *fmt, uint32_t uid,
+    uint32_t uidvalidity, size_t max)
+{
+	struct pop3_uidl_vars uv = { uid, uidvalidity };
+
+	return pop3_expand(out, fmt, "LUX", max, pop3_uidl_var_value, &uv);
 }
 
 int
@@ -504,7 +439,7 @@ pop3_uidl_format_check(const char *fmt, const char **error_r)
 	    i++) {
 		buf_reset(&b);
 		if (!pop3_uidl_expand_full(&b, fmt, samples[i][0],
-		    samples[i][1])) {
+		    samples[i][1], SIZE_MAX)) {
 			*error_r = "unsupported variable (Postern knows %u, "
 			    "%v, %{uid} and %{uidvalidity})";
 			ret = -1;
@@ -532,11 +467,8 @@ void
 pop3_uidl_expand(struct buf *out, const char *fmt, uint32_t uid,
     uint32_t uidvalidity)
 {
-	size_t start = out->len;
-
-	(void)pop3_uidl_expand_full(out, fmt, uid, uidvalidity);
-	if (out->len - start > POP3_MAX_UIDL)
-		out->len = start + POP3_MAX_UIDL;
+	(void)pop3_uidl_expand_full(out, fmt, uid, uidvalidity,
+	    POP3_MAX_UIDL);
 }
 
 /* ---- pop3_logout_format ---- */
@@ -586,37 +518,26 @@ pop3_logout_value(const struct pop3_var *v, const struct pop3_logout_stats *st,
 	return false;
 }
 
+/* The value of a pop3_logout_format variable (pop3_var_value_fn). */
+static bool
+pop3_logout_var_value(const struct pop3_var *v, const void *ctx,
+    char *value, size_t size)
+{
+	uint64_t n;
+
+	if (v->key == '%')
+		snprintf(value, size, "%%");
+	else if (pop3_logout_value(v, ctx, &n))
+		snprintf(value, size, "%" PRIu64, n);
+	else
+		return false;
+	return true;
+}
+
 void
 pop3_logout_expand(struct buf *out, const char *fmt,
     const struct pop3_logout_stats *st)
 {
-	struct pop3_var v;
-	const char *p = fmt;
-	size_t start = out->len;
-
-	while (*p != '\0') {
-		const char *pct = strchr(p, '%');
-		char value[64];
-		uint64_t n;
-
-		if (pct == NULL) {
-			buf_append_str(out, p);
-			break;
-		}
-		buf_append(out, p, (size_t)(pct - p));
-		p = pop3_var_parse(pct + 1, "", &v);
-		if (p == NULL)
-			break;
-		if (v.key == '%')
-			snprintf(value, sizeof(value), "%%");
-		else if (pop3_logout_value(&v, st, &n))
-			snprintf(value, sizeof(value), "%" PRIu64, n);
-		else
-			continue;
-		pop3_var_append(out, value, &v);
-		if (out->len - start > POP3_MAX_LOGOUT_TEXT)
-			break;
-	}
-	if (out->len - start > POP3_MAX_LOGOUT_TEXT)
-		out->len = start + POP3_MAX_LOGOUT_TEXT;
+	(void)pop3_expand(out, fmt, "", POP3_MAX_LOGOUT_TEXT,
+	    pop3_logout_var_value, st);
 }

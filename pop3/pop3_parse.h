@@ -4,13 +4,14 @@
  * configuration, no globals, every parser resumable when input arrives
  * in pieces (STYLE §1, §7):
  *
- *   - command line extraction with a length bound;
  *   - keyword / argument split of one command line (RFC 2449 §3);
  *   - message numbers and line counts, overflow-checked;
  *   - the multi-line response encoder: byte-stuffing, CRLF line ends,
  *     and the header/body line counting of TOP (RFC 1939 §3, §7);
  *   - expansion of pop3_uidl_format (Dovecot's %u/%v variables with
  *     width, offset and hex modifiers) and of pop3_logout_format.
+ *
+ * Command lines are split by common/linebuf.h, with POP3_MAX_LINE.
  *
  * Return convention (STYLE §4): -1 error, 0 need more input, 1 done.
  */
@@ -37,29 +38,6 @@
 #define POP3_MAX_USER		255
 
 /* ---- command lines ---- */
-
-struct pop3_line_parser {
-	bool	skipping;	/* skipping the rest of an overlong line */
-};
-
-void	pop3_line_parser_init(struct pop3_line_parser *p);
-
-/*
- * Find the next command line in data[0..len).  A line ends in LF; one CR
- * before it is removed too.  A line of more than max bytes (terminator
- * included) is an error.
- *
- * Returns 1: *line_r / *line_len_r (terminator excluded) point into data
- *            and *consumed_r bytes (terminator included) are used up;
- *         0: no complete line yet; drop *consumed_r bytes (the tail of
- *            an overlong line being skipped, or 0) and keep the rest;
- *        -1: overlong line: drop *consumed_r bytes; the rest of the line
- *            up to its LF is skipped by later calls.  The caller answers
- *            one -ERR for it.
- */
-int	pop3_line_parse(struct pop3_line_parser *p, const char *data,
-	    size_t len, size_t max, size_t *consumed_r, const char **line_r,
-	    size_t *line_len_r);
 
 struct pop3_command {
 	char	 keyword[POP3_KEYWORD_MAX];	/* upper case; "" if none */

@@ -1,9 +1,10 @@
 /*
- * pop3_session: one logged-in POP3 connection in the mail process.  Owns
- * the descriptor (the client socket, or the TLS relay of pop3-login), the
- * bounded input and output buffers, the I/O state (enum pop3_state,
- * changed only by pop3_session_enter_state()), the autologout timer and
- * the bad-command counter.
+ * pop3_session: one logged-in POP3 session in the mail process: its state
+ * (enum pop3_state, changed only by pop3_session_enter_state()), the
+ * bad-command counter, the multi-line response in progress and the
+ * logout line.  The connection itself (descriptor, bounded buffers,
+ * output with back-pressure, autologout timer) is a struct mailconn
+ * (login/mailconn.h).
  *
  * Pipelining (RFC 2449 §6.6): every complete command already received is
  * executed in order and its response queued; responses are written when
@@ -18,11 +19,6 @@
  */
 #include "config.h"
 
-#include <sys/types.h>
-#include <sys/socket.h>
-
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +26,6 @@
 #include <unistd.h>
 
 #include "cfg.h"
-#include "ioloop.h"
 #include "log.h"
 #include "mailproc.h"
 #include "pop3.h"
@@ -40,9 +35,24 @@
 static struct pop3_session *pop3_sessions;
 static uint64_t pop3_next_id = 1;
 
-static void	pop3_session_io(int fd, int events, void *ctx);
-static void	pop3_session_run(struct pop3_session *s);
-static void	pop3_session_done(struct pop3_session *s);
+static enum mailconn_mode pop3_session_mode(void *ctx);
+static enum mailconn_step pop3_session_step(void *ctx);
+static bool	pop3_session_input(void *ctx);
+static void	pop3_session_free(void *ctx);
+
+static const struct mailconn_proto pop3_conn_proto = {
+	.name = "pop3",
+	.max_inbuf = POP3_MAX_INBUF,
+	.out_high = POP3_OUT_HIGH,
+	.read_size = POP3_READ_SIZE,
+	.idle_ms = POP3_IDLE_TIMEOUT_MS,
+	/* RFC 1939 §3: the autologout timer closes without UPDATE. */
+	.idle_line = "-ERR Disconnected for inactivity.",
+	.mode = pop3_session_mode,
+	.step = pop3_session_step,
+	.input = pop3_session_input,
+	.free = pop3_session_free,
+};
 
 struct pop3_session *
 pop3_sessions_first(void)
@@ -50,54 +60,17 @@ pop3_sessions_first(void)
 	return pop3_sessions;
 }
 
-/* ---- output ---- */
-
 void
 pop3_session_reply(struct pop3_session *s, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	buf_vprintf(&s->out, fmt, ap);
+	mailconn_vreply(&s->conn, fmt, ap);
 	va_end(ap);
-	buf_append(&s->out, "\r\n", 2);
 }
 
-static void
-pop3_session_arm_timeout(struct pop3_session *s);
-
-/* Write what we can without blocking. */
-static void
-pop3_session_flush(struct pop3_session *s)
-{
-	bool progress = false;
-
-	while (s->out.len > 0 && !s->dead) {
-		ssize_t n = send(s->fd, s->out.data, s->out.len,
-		    MSG_NOSIGNAL);
-
-		if (n < 0 && errno == ENOTSOCK)
-			n = write(s->fd, s->out.data, s->out.len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			if (s->reason == NULL)
-				s->reason = "Disconnected: Connection closed";
-			s->dead = true;
-			break;
-		}
-		buf_consume(&s->out, (size_t)n);
-		s->stats.output += (uint64_t)n;
-		progress = true;
-	}
-	/* A client that reads its answer is not idle. */
-	if (progress)
-		pop3_session_arm_timeout(s);
-}
-
-/* ---- lifecycle ---- */
+/* ---- states ---- */
 
 void
 pop3_session_enter_state(struct pop3_session *s, enum pop3_state state)
@@ -111,34 +84,26 @@ pop3_session_enter_state(struct pop3_session *s, enum pop3_state state)
 	s->state = state;
 }
 
-static void
-pop3_session_timeout(void *ctx)
+static enum mailconn_mode
+pop3_session_mode(void *ctx)
 {
-	struct pop3_session *s = ctx;
+	const struct pop3_session *s = ctx;
 
-	s->timeout = NULL;
-	/* RFC 1939 §3: the autologout timer closes without UPDATE. */
-	pop3_session_reply(s, "-ERR Disconnected for inactivity.");
-	pop3_session_flush(s);
-	s->reason = "Disconnected for inactivity";
-	s->dead = true;
-	pop3_session_done(s);
-}
-
-static void
-pop3_session_arm_timeout(struct pop3_session *s)
-{
-	timer_remove(&s->timeout);
-	if (!s->dead)
-		s->timeout = timer_add(POP3_IDLE_TIMEOUT_MS,
-		    pop3_session_timeout, s);
+	switch (s->state) {
+	case POP3_STATE_CMD:
+		return MAILCONN_READ;
+	case POP3_STATE_STREAM:
+		return MAILCONN_CONT;
+	case POP3_STATE_CLOSE:
+		break;
+	}
+	return MAILCONN_CLOSE;
 }
 
 void
 pop3_session_close(struct pop3_session *s, const char *reason)
 {
-	if (s->reason == NULL)
-		s->reason = reason;
+	mailconn_close(&s->conn, reason);
 	pop3_session_enter_state(s, POP3_STATE_CLOSE);
 }
 
@@ -159,38 +124,91 @@ pop3_session_stream(struct pop3_session *s, pop3_cont_fn *cont)
 	pop3_session_enter_state(s, POP3_STATE_STREAM);
 }
 
+/* The next piece of the multi-line response (mailconn_proto.step). */
+static enum mailconn_step
+pop3_session_step(void *ctx)
+{
+	struct pop3_session *s = ctx;
+	int r = s->cont(s);
+
+	if (r < 0)
+		return MAILCONN_STEP_FAIL;	/* the +OK is out */
+	if (r == 0)
+		return MAILCONN_STEP_MORE;
+	s->cont = NULL;
+	pop3_session_enter_state(s, POP3_STATE_CMD);
+	return MAILCONN_STEP_DONE;
+}
+
+/* One command line from the input (mailconn_proto.input). */
+static bool
+pop3_session_input(void *ctx)
+{
+	struct pop3_session *s = ctx;
+	struct buf *in = &s->conn.in;
+	const char *line;
+	size_t consumed, len;
+	char *copy;
+	int r;
+
+	r = linebuf_parse(&s->lp, in->data, in->len, POP3_MAX_LINE,
+	    &consumed, &line, &len);
+	if (r == 0) {
+		buf_consume(in, consumed);
+		return false;
+	}
+	if (r < 0) {
+		buf_consume(in, consumed);
+		pop3_session_reply(s, "-ERR Input line too long.");
+		(void)pop3_session_bad(s);
+		return true;
+	}
+	copy = xstrndup(line, len);
+	/* A NUL byte makes the line unknown, not shorter. */
+	if (memchr(line, '\0', len) != NULL)
+		copy[0] = '\0';
+	buf_consume(in, consumed);
+	pop3_cmd_execute(s, copy, strlen(copy));
+	free(copy);
+	return true;
+}
+
+/* ---- end ---- */
+
 /* "Disconnected: Logged out top=0/0, retr=1/123, ..." as Dovecot says. */
 static void
 pop3_session_log_logout(struct pop3_session *s)
 {
 	const char *fmt = cfg_get("pop3_logout_format");
+	const char *reason = s->conn.reason != NULL ? s->conn.reason :
+	    "Disconnected: Connection closed";
 	struct buf line;
 
 	buf_init(&line, 0);
 	if (s->locked) {
 		s->stats.message_count = s->count;
 		s->stats.message_bytes = s->total_bytes;
+		s->stats.input = s->conn.bytes_in;
+		s->stats.output = s->conn.bytes_out;
 		pop3_logout_expand(&line, fmt[0] != '\0' ? fmt :
 		    POP3_LOGOUT_FORMAT_DEFAULT, &s->stats);
 		log_info("pop3(%s)<%ld>: %s %s", s->log_user, (long)getpid(),
-		    s->reason != NULL ? s->reason :
-		    "Disconnected: Connection closed", buf_cstr(&line));
+		    reason, buf_cstr(&line));
 	} else {
 		log_info("pop3(%s)<%ld>: %s", s->log_user, (long)getpid(),
-		    s->reason != NULL ? s->reason :
-		    "Disconnected: Connection closed");
+		    reason);
 	}
 	buf_free(&line);
 }
 
+/* The session is over (mailconn_proto.free). */
 static void
-pop3_session_free(struct pop3_session *s)
+pop3_session_free(void *ctx)
 {
+	struct pop3_session *s = ctx;
+
 	pop3_session_log_logout(s);
-	io_remove(&s->io);
-	timer_remove(&s->timeout);
-	if (s->fd >= 0)
-		close(s->fd);
+	mailconn_deinit(&s->conn);
 	if (s->msg != NULL)
 		store_msg_close(&s->msg);
 	if (s->mb != NULL)
@@ -203,8 +221,6 @@ pop3_session_free(struct pop3_session *s)
 		pop3_sessions = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	buf_free(&s->in);
-	buf_free(&s->out);
 	free(s->uids);
 	free(s->sizes);
 	free(s->mflags);
@@ -215,169 +231,6 @@ pop3_session_free(struct pop3_session *s)
 	free(s->rip);
 	free(s->uidl_format);
 	free(s);
-	mailproc_session_ended();
-}
-
-/* The session wants client input now. */
-static bool
-pop3_session_wants_input(const struct pop3_session *s)
-{
-	return s->state == POP3_STATE_CMD && !s->eof && !s->dead &&
-	    s->out.len < POP3_OUT_HIGH && s->in.len < s->in.max;
-}
-
-/*
- * End of every callback that touched s: free it when it is finished,
- * else recompute what to wait for.
- */
-static void
-pop3_session_done(struct pop3_session *s)
-{
-	int ev = 0;
-
-	if (s->busy > 0)
-		return;
-	if (!s->dead && s->state == POP3_STATE_CLOSE && s->out.len == 0)
-		s->dead = true;
-	if (!s->dead && s->eof && s->state == POP3_STATE_CMD &&
-	    s->out.len == 0) {
-		/* The client went away: RFC 1939 §6, no UPDATE. */
-		s->dead = true;
-	}
-	if (s->dead) {
-		pop3_session_free(s);
-		return;
-	}
-	if (pop3_session_wants_input(s))
-		ev |= IOLOOP_READ;
-	if (s->out.len > 0)
-		ev |= IOLOOP_WRITE;
-	io_set_events(s->io, ev);
-}
-
-/* ---- input ---- */
-
-static void
-pop3_session_read(struct pop3_session *s)
-{
-	while (pop3_session_wants_input(s)) {
-		size_t room = s->in.max - s->in.len;
-		ssize_t n;
-
-		if (room > POP3_READ_SIZE)
-			room = POP3_READ_SIZE;
-		if (buf_reserve(&s->in, room) < 0)
-			break;
-		n = read(s->fd, s->in.data + s->in.len, room);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				s->eof = true;
-				if (s->reason == NULL)
-					s->reason = "Disconnected: "
-					    "Connection closed";
-			}
-			break;
-		}
-		if (n == 0) {
-			s->eof = true;
-			break;
-		}
-		s->in.len += (size_t)n;
-		s->stats.input += (uint64_t)n;
-		pop3_session_arm_timeout(s);
-	}
-}
-
-/*
- * Execute what can be executed now: continue a multi-line response,
- * then the commands already in the input buffer.  Returns true when it
- * stopped only because the output reached its high-water mark.
- */
-static bool
-pop3_session_run_once(struct pop3_session *s)
-{
-	while (!s->dead) {
-		const char *line;
-		size_t consumed, len;
-		char *copy;
-		int r;
-
-		if (s->out.len >= POP3_OUT_HIGH)
-			return s->state != POP3_STATE_CLOSE;
-		if (s->state == POP3_STATE_STREAM) {
-			r = s->cont(s);
-			if (r < 0) {
-				/* The +OK is out: nothing to tell the
-				 * client that it could trust. */
-				s->dead = true;
-				if (s->reason == NULL)
-					s->reason = "Disconnected: "
-					    "Internal error";
-				break;
-			}
-			if (r > 0) {
-				s->cont = NULL;
-				pop3_session_enter_state(s, POP3_STATE_CMD);
-			}
-			continue;
-		}
-		if (s->state != POP3_STATE_CMD)
-			break;
-		r = pop3_line_parse(&s->lp, s->in.data, s->in.len,
-		    POP3_MAX_LINE, &consumed, &line, &len);
-		if (r == 0) {
-			buf_consume(&s->in, consumed);
-			break;
-		}
-		if (r < 0) {
-			buf_consume(&s->in, consumed);
-			pop3_session_reply(s, "-ERR Input line too long.");
-			(void)pop3_session_bad(s);
-			continue;
-		}
-		copy = xstrndup(line, len);
-		/* A NUL byte makes the line unknown, not shorter. */
-		if (memchr(line, '\0', len) != NULL)
-			copy[0] = '\0';
-		buf_consume(&s->in, consumed);
-		pop3_cmd_execute(s, copy, strlen(copy));
-		free(copy);
-	}
-	return false;
-}
-
-/*
- * Run and write until the client must catch up (output not drained) or
- * there is nothing left to do: a client that sent its last commands and
- * closed its side gets every answer before the session ends.
- */
-static void
-pop3_session_run(struct pop3_session *s)
-{
-	bool more;
-
-	do {
-		more = pop3_session_run_once(s);
-		pop3_session_flush(s);
-	} while (more && !s->dead && s->out.len < POP3_OUT_HIGH);
-}
-
-static void
-pop3_session_io(int fd, int events, void *ctx)
-{
-	struct pop3_session *s = ctx;
-
-	(void)fd;
-	s->busy++;
-	if ((events & IOLOOP_WRITE) != 0)
-		pop3_session_flush(s);
-	if ((events & IOLOOP_READ) != 0)
-		pop3_session_read(s);
-	pop3_session_run(s);
-	s->busy--;
-	pop3_session_done(s);
 }
 
 /* ---- login ---- */
@@ -477,10 +330,8 @@ pop3_session_new(const struct mailproc_session *ms)
 {
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	char esc[POP3_MAX_USER + 8];
-	int fl;
 
 	s->id = pop3_next_id++;
-	s->fd = ms->fd;
 	s->user = xstrdup(ms->user != NULL ? ms->user : "");
 	log_escape(esc, sizeof(esc), s->user, strlen(s->user));
 	s->log_user = xstrdup(esc);
@@ -488,9 +339,7 @@ pop3_session_new(const struct mailproc_session *ms)
 	s->mail = xstrdup(ms->mail != NULL && ms->mail[0] != '\0' ?
 	    ms->mail : cfg_get("mail_location"));
 	s->rip = xstrdup(ms->rip != NULL ? ms->rip : "");
-	buf_init(&s->in, POP3_MAX_INBUF);
-	buf_init(&s->out, 0);
-	pop3_line_parser_init(&s->lp);
+	linebuf_init(&s->lp);
 	pop3_session_settings(s);
 
 	s->next = pop3_sessions;
@@ -498,23 +347,10 @@ pop3_session_new(const struct mailproc_session *ms)
 		pop3_sessions->prev = s;
 	pop3_sessions = s;
 
-	fl = fcntl(s->fd, F_GETFL);
-	if (fl < 0 || fcntl(s->fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		log_warning("pop3(%s): O_NONBLOCK: %s", s->log_user,
-		    strerror(errno));
-	(void)fcntl(s->fd, F_SETFD, FD_CLOEXEC);
-	s->io = io_add(s->fd, 0, pop3_session_io, s);
-
-	s->busy++;
+	mailconn_init(&s->conn, ms->fd, &pop3_conn_proto, s, s->log_user);
 	pop3_session_login(s);
 	/* Commands pipelined after PASS/AUTH, read by pop3-login. */
-	if (ms->prelen > 0 && s->state == POP3_STATE_CMD) {
-		size_t n = ms->prelen < s->in.max ? ms->prelen : s->in.max;
-
-		buf_append(&s->in, ms->pre, n);
-	}
-	pop3_session_arm_timeout(s);
-	pop3_session_run(s);
-	s->busy--;
-	pop3_session_done(s);
+	if (ms->prelen > 0 && s->state == POP3_STATE_CMD)
+		mailconn_preload(&s->conn, ms->pre, ms->prelen);
+	mailconn_start(&s->conn);
 }

@@ -91,6 +91,47 @@ bounce_orcpt(const char *orcpt)
 	return clean;
 }
 
+/*
+ * The server named by a relay "mx.example.org[192.0.2.1]:25": without
+ * the port ("mx.example.org[192.0.2.1]"), or just the name.
+ */
+static char *
+bounce_remote_host(const char *relay, bool with_ip)
+{
+	const char *end = strchr(relay, with_ip ? ']' : '[');
+	char *host;
+
+	if (end == NULL)
+		host = with_ip ? xstrdup(relay) :
+		    xstrndup(relay, strcspn(relay, ":"));
+	else
+		host = xstrndup(relay, (size_t)(end - relay) +
+		    (with_ip ? 1 : 0));
+	return host;
+}
+
+/*
+ * The SMTP reply in a delivery agent's text, for Diagnostic-Code:
+ * "smtp; ..." (RFC 3464 §2.3.6): the text itself when it is a reply
+ * ("550 5.1.1 ..."), or what follows "said: " in the agent's wording
+ * ("host mx[192.0.2.1] said: 550 5.1.1 ... (in reply to RCPT TO
+ * command)").  NULL when the text holds no reply.
+ */
+static char *
+bounce_smtp_reply(const char *text)
+{
+	const char *p = text, *said = strstr(text, " said: "), *end;
+
+	if (said != NULL)
+		p = said + 7;
+	if (!(p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
+	    p[2] >= '0' && p[2] <= '9' &&
+	    (p[3] == ' ' || p[3] == '-' || p[3] == '\0')))
+		return NULL;
+	end = strstr(p, " (in reply to ");
+	return xstrndup(p, end != NULL ? (size_t)(end - p) : strlen(p));
+}
+
 /* Whether the message holds bytes outside US-ASCII (8bit CTE needed). */
 static bool
 bounce_is_8bit(const struct queue_msg *msg, int fd, bool headers_only)
@@ -199,6 +240,7 @@ bounce_human_part(struct buf *b, enum bounce_type type,
     const struct queue_msg *msg, const struct bounce_rcpt *rcpts, size_t n,
     const char *host, bool postmaster)
 {
+	char *reply;
 	size_t i;
 
 	buf_printf(b, "This is the mail system at host %s.\n\n", host);
@@ -221,12 +263,19 @@ bounce_human_part(struct buf *b, enum bounce_type type,
 		    cfg_get_time("bounce_queue_lifetime") :
 		    cfg_get_time("maximal_queue_lifetime");
 
+		/* Hours, as Postfix says; shorter warning times (tests,
+		 * impatient sites) in their own unit. */
+		long long n = warn >= 3600 ? (warn + 1800) / 3600 :
+		    warn >= 60 ? (warn + 30) / 60 : warn;
+		const char *unit = warn >= 3600 ? "hour" : warn >= 60 ?
+		    "minute" : "second";
+
 		buf_printf(b, "This is a warning only: you do not need to "
 		    "send your message again.\n\n");
 		buf_printf(b, "Your message has not been delivered after "
-		    "%lld hour(s).  Delivery will be\ntried again until "
+		    "%lld %s(s).  Delivery will be\ntried again until "
 		    "the message is %lld day(s) old; you will hear again "
-		    "if it\nfails for good.\n\n", (warn + 3599) / 3600,
+		    "if it\nfails for good.\n\n", n, unit,
 		    (life + 86399) / 86400);
 		break;
 	}
@@ -242,7 +291,19 @@ bounce_human_part(struct buf *b, enum bounce_type type,
 		char *addr = bounce_clean(rcpts[i].addr);
 		char *text = bounce_clean(rcpts[i].text);
 
-		buf_printf(b, "<%s>: %s\n", addr, text);
+		if (rcpts[i].remote != NULL && strstr(text, " said: ") ==
+		    NULL && (reply = bounce_smtp_reply(text)) != NULL) {
+			/* Say who answered, as Postfix words it. */
+			char *host = bounce_remote_host(rcpts[i].remote, true);
+			char *chost = bounce_clean(host);
+
+			buf_printf(b, "<%s>: host %s said: %s\n", addr, chost,
+			    text);
+			free(chost);
+			free(host);
+			free(reply);
+		} else
+			buf_printf(b, "<%s>: %s\n", addr, text);
 		free(addr);
 		free(text);
 	}
@@ -256,7 +317,7 @@ bounce_status_part(struct buf *b, enum bounce_type type,
 	static const char *const actions[] = { "failed", "delayed",
 	    "delivered" };
 	char date[64], now_date[64];
-	char *sender = bounce_clean(msg->sender);
+	char *sender = bounce_clean(msg->sender), *reply;
 	size_t i;
 
 	/* RFC 3464 §2.2: per-message fields. */
@@ -288,7 +349,22 @@ bounce_status_part(struct buf *b, enum bounce_type type,
 		}
 		buf_printf(b, "Action: %s\n", actions[type]);
 		buf_printf(b, "Status: %s\n", rcpts[i].dsn);
-		buf_printf(b, "Diagnostic-Code: X-Postern; %s\n", text);
+		reply = NULL;
+		if (rcpts[i].remote != NULL) {
+			/* RFC 3464 §2.3.5, §2.3.6: who said what. */
+			char *name = bounce_remote_host(rcpts[i].remote, false);
+			char *cname = bounce_clean(name);
+
+			buf_printf(b, "Remote-MTA: dns; %s\n", cname);
+			free(cname);
+			free(name);
+			reply = bounce_smtp_reply(text);
+		}
+		if (reply != NULL)
+			buf_printf(b, "Diagnostic-Code: smtp; %s\n", reply);
+		else
+			buf_printf(b, "Diagnostic-Code: X-Postern; %s\n", text);
+		free(reply);
 		buf_printf(b, "Last-Attempt-Date: %s\n", now_date);
 		if (type == BOUNCE_DELAYED) {
 			long long life = msg->sender[0] == '\0' ?

@@ -28,6 +28,8 @@ struct bounce_rcpt {
 	const char	*orcpt;		/* ORCPT value, or NULL */
 	const char	*dsn;		/* "5.1.1" */
 	const char	*text;		/* why; one line of text */
+	const char	*remote;	/* the server that answered,
+					 * "host[ip]:port", or NULL */
 };
 
 /*

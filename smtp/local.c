@@ -17,6 +17,11 @@
  * the recipient with that failure, otherwise it is sent.  Each destination
  * reached through an alias or .forward is logged here with orig_to.
  *
+ * Recipients in $virtual_mailbox_domains (and not in $mydestination)
+ * skip all of that: they are the one mailbox $virtual_mailbox_maps gives
+ * (rewrite_virtual_lookup()), written as its uid/gid, or "unknown user"
+ * (5.1.1), as Postfix's virtual(8) does.
+ *
  * The same connection also takes "DELIVER-NOW tmp/ID flags" from smtpd
  * (delivery at accept, doc/internals.md): every recipient of the not yet
  * committed queue file that is a plain Maildir or mbox delivery of one
@@ -53,6 +58,7 @@
 #include "local.h"
 #include "log.h"
 #include "queue_list.h"
+#include "rewrite.h"
 #include "store.h"
 #include "str.h"
 #include "xmalloc.h"
@@ -198,6 +204,12 @@ local_split(const char *addr, char **local_r, char **domain_r)
 		local = out;
 	}
 	*local_r = local;
+}
+
+const char *
+local_limit_param(const struct local_msg *m)
+{
+	return m->limit_param != NULL ? m->limit_param : "mailbox_size_limit";
 }
 
 bool
@@ -488,6 +500,113 @@ local_deliver_rcpt(struct local_msg *m, struct buf *out)
 	local_expansion_free(&x);
 }
 
+/* ---- virtual mailbox domains ---- */
+
+/* A recipient local delivers as virtual(8) does (see local.h). */
+static bool
+local_is_virtual(const struct local_msg *m)
+{
+	return m->rcpt_domain[0] != '\0' &&
+	    !addr_domain_is_local(m->rcpt_domain) &&
+	    rewrite_is_virtual_mailbox_domain(m->rcpt_domain);
+}
+
+/*
+ * Find the mailbox of the current (virtual) recipient of m.  Returns 1
+ * with *vb and *p filled (free both), or 0 with r set: a loop, an
+ * unknown user (bounce), a table failure or a uid below
+ * virtual_minimum_uid (defer).
+ */
+static int
+local_virtual_resolve(const struct local_msg *m, struct rewrite_vmbox *vb,
+    struct local_privs *p, struct local_result *r)
+{
+	const char *why = "lookup failed";
+	char *lower = str_lower(xstrdup(m->rcpt));
+	bool loop = strv_contains_case(m->delivered_to, lower);
+	int rc;
+
+	free(lower);
+	memset(p, 0, sizeof(*p));
+	if (loop) {
+		/* RFC 5321 §6.3: our Delivered-To came back. */
+		local_result_set(r, LOCAL_BOUNCE, "5.4.6",
+		    "mail forwarding loop for %s", m->rcpt);
+		return 0;
+	}
+	rc = rewrite_virtual_lookup(m->rcpt, vb, &why);
+	if (rc < 0) {
+		local_result_set(r, LOCAL_DEFER, "4.3.0",
+		    "virtual mailbox lookup failed: %s", why);
+		return 0;
+	}
+	if (rc == 0) {
+		local_result_set(r, LOCAL_BOUNCE, "5.1.1", "unknown user: "
+		    "\"%s\"", m->rcpt);
+		return 0;
+	}
+	p->uid = vb->uid;
+	p->gid = vb->gid;
+	p->user = xstrdup(vb->user != NULL ? vb->user : m->rcpt);
+	p->home = xstrdup(vb->home != NULL ? vb->home : "/");
+	return 1;
+}
+
+/* Write the copy for a resolved virtual recipient; r says how it went. */
+static void
+local_virtual_write(struct local_msg *m, const struct rewrite_vmbox *vb,
+    const struct local_privs *p, struct local_result *r)
+{
+	m->limit_param = "virtual_mailbox_limit";
+	if (vb->user != NULL) {
+		/* A passwd-file user: the inbox POP3 and IMAP open for it. */
+		struct store_location sl;
+		const char *err;
+
+		if (store_location_parse(cfg_get("mail_location"), vb->user,
+		    vb->home, cfg_get("mail_spool_directory"), &sl,
+		    &err) < 0)
+			local_result_set(r, LOCAL_DEFER, "4.3.0", "%s", err);
+		else {
+			if (sl.format == STORE_FORMAT_MAILDIR)
+				local_maildir_deliver(m, sl.inbox, m->rcpt, p,
+				    r);
+			else
+				local_mbox_deliver(m, sl.inbox, m->rcpt, p,
+				    sl.inbox_in_spool, true, r);
+			store_location_free(&sl);
+		}
+	} else {
+		size_t len = strlen(vb->path);
+
+		/* virtual(8): a trailing '/' is a Maildir, else mbox. */
+		if (len > 0 && vb->path[len - 1] == '/')
+			local_maildir_deliver(m, vb->path, m->rcpt, p, r);
+		else
+			local_mbox_deliver(m, vb->path, m->rcpt, p, false,
+			    true, r);
+	}
+	m->limit_param = NULL;
+}
+
+/* The queue path: one STATUS line for a virtual recipient. */
+static void
+local_deliver_virtual(struct local_msg *m, struct buf *out)
+{
+	static const char *const words[] = { "sent", "defer", "bounce" };
+	struct rewrite_vmbox vb;
+	struct local_privs p;
+	struct local_result r;
+
+	memset(&r, 0, sizeof(r));
+	if (local_virtual_resolve(m, &vb, &p, &r)) {
+		local_virtual_write(m, &vb, &p, &r);
+		rewrite_vmbox_free(&vb);
+		local_privs_free(&p);
+	}
+	local_status(out, words[r.status], r.dsn, r.text);
+}
+
 /*
  * Open and parse the queue file at path (relative to queue_directory)
  * into m, with the facts all its recipients share.  Returns 0, or -1 with
@@ -574,7 +693,9 @@ local_request(const char *path, size_t idx, bool recover, struct buf *out)
 		snprintf(text, sizeof(text), "mail forwarding loop: too many "
 		    "hops (%u Received: headers)", m.received);
 		local_status(out, "bounce", "5.4.6", text);
-	} else
+	} else if (local_is_virtual(&m))
+		local_deliver_virtual(&m, out);
+	else
 		local_deliver_rcpt(&m, out);
 	close(m.fd);
 	local_msg_free(&m);
@@ -694,6 +815,53 @@ local_result_line(struct buf *out, size_t idx, bool sent, const char *dsn,
 }
 
 /*
+ * Delivery at accept of a virtual mailbox recipient: an existing
+ * mailbox is written ("sent"), everything else goes to the queue
+ * untouched, which produces the bounce or deferral.
+ */
+static void
+local_now_virtual(struct local_msg *m, double started, struct buf *out)
+{
+	const struct queue_rcpt *r = &m->qm.rcpts[m->idx];
+	const char *loc = cfg_get("mail_location");
+	struct rewrite_vmbox vb;
+	struct local_privs p;
+	struct local_result res;
+	char esc[MAX_ADDRESS + 8], wesc[600];
+
+	memset(&res, 0, sizeof(res));
+	if (!local_virtual_resolve(m, &vb, &p, &res)) {
+		log_escape(esc, sizeof(esc), r->addr, strlen(r->addr));
+		log_escape(wesc, sizeof(wesc), res.text, strlen(res.text));
+		log_debug("%s: to=<%s>: not delivered at accept: %s", m->qid,
+		    esc, wesc);
+		local_result_line(out, m->idx, false, "4.0.0", res.text);
+		return;
+	}
+	if (vb.user != NULL && !str_starts_case(loc, "maildir:") &&
+	    !str_starts_case(loc, "mbox:")) {
+		local_result_line(out, m->idx, false, "4.0.0",
+		    "mailbox is not a plain Maildir or mbox");
+		rewrite_vmbox_free(&vb);
+		local_privs_free(&p);
+		return;
+	}
+	local_virtual_write(m, &vb, &p, &res);
+	rewrite_vmbox_free(&vb);
+	local_privs_free(&p);
+	if (res.status == LOCAL_SENT) {
+		local_log_now(m, started, res.text);
+		local_result_line(out, m->idx, true, res.dsn, res.text);
+		return;
+	}
+	log_escape(esc, sizeof(esc), r->addr, strlen(r->addr));
+	log_escape(wesc, sizeof(wesc), res.text, strlen(res.text));
+	log_info("%s: to=<%s>: delivery at accept failed, left to the "
+	    "queue: %s", m->qid, esc, wesc);
+	local_result_line(out, m->idx, false, res.dsn, res.text);
+}
+
+/*
  * Delivery at accept (doc/internals.md): path is tmp/ID, a complete queue
  * file that smtpd has not committed.  One RESULT line per recipient, then
  * END.  "sent" only for a copy that is durable in its mailbox; anything
@@ -732,10 +900,13 @@ local_request_now(const char *path, struct buf *out)
 			why = "recipient already done";
 		else if (r->notify & QUEUE_NOTIFY_SUCCESS)
 			why = "success notification requested";
-		else if (!local_now_is_local(r->addr))
-			why = "not a local recipient";
 		else if (m.received > (unsigned)cfg_get_int("hopcount_limit"))
 			why = "too many hops";
+		else if (!local_now_is_local(r->addr) && local_is_virtual(&m)) {
+			local_now_virtual(&m, started, out);
+			continue;
+		} else if (!local_now_is_local(r->addr))
+			why = "not a local recipient";
 		else if (!mailbox_ok)
 			why = "mailbox is not a plain Maildir or mbox";
 		else {

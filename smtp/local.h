@@ -8,6 +8,12 @@
  * copies, and answers FORWARD lines for addresses elsewhere and one
  * STATUS line.  It never updates the queue file: qmgr does.
  *
+ * A recipient of a $virtual_mailbox_domains domain is delivered as
+ * Postfix's virtual(8) does: into the mailbox $virtual_mailbox_maps names
+ * under $virtual_mailbox_base, as the uid/gid of $virtual_uid_maps and
+ * $virtual_gid_maps (or a passwd-file user's own mailbox, rewrite.h); no
+ * aliases, no .forward.
+ *
  * "DELIVER-NOW tmp/ID flags" from smtpd delivers a message that is not
  * queued yet (delivery at accept): every recipient that is a plain
  * mailbox delivery of one user is written durably and reported "sent",
@@ -75,6 +81,9 @@ struct local_msg {
 	char		**delivered_to;	/* lowercase values */
 	unsigned	 received;	/* Received: headers */
 	char		*hostname;	/* for Maildir names */
+	/* Size limit of the mailbox written: NULL = mailbox_size_limit,
+	 * "virtual_mailbox_limit" for virtual mailbox domains. */
+	const char	*limit_param;
 };
 
 /* local.c */
@@ -143,6 +152,9 @@ void	local_expand(const struct local_msg *m, struct local_expansion *x);
 void	local_expansion_free(struct local_expansion *x);
 /* Called once per request: reopen alias tables that changed on disk. */
 void	local_alias_refresh(void);
+
+/* The size limit parameter that applies to m (see limit_param). */
+const char *local_limit_param(const struct local_msg *m);
 
 /* local_maildir.c */
 void	local_maildir_deliver(const struct local_msg *m, const char *dir,

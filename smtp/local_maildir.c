@@ -179,7 +179,7 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 {
 	char *hdr = local_prepend_headers(m, final);
 	size_t hlen = strlen(hdr);
-	long long limit = cfg_get_size("mailbox_size_limit");
+	long long limit = cfg_get_size(local_limit_param(m));
 	long long size = (long long)hlen + (long long)m->qm.msg_size;
 	char *host = NULL, *prefix = NULL, *tmp = NULL, *new = NULL;
 	char *sub = NULL, *base;
@@ -192,7 +192,8 @@ local_maildir_deliver(const struct local_msg *m, const char *dir,
 		base[--dlen] = '\0';
 	if (limit > 0 && size > limit) {
 		local_result_set(r, LOCAL_BOUNCE, "5.2.2", "mailbox full: "
-		    "message of %lld bytes exceeds mailbox_size_limit", size);
+		    "message of %lld bytes exceeds %s", size,
+		    local_limit_param(m));
 		free(hdr);
 		free(base);
 		return;

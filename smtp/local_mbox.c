@@ -316,7 +316,7 @@ local_mbox_deliver(const struct local_msg *m, const char *path,
     const char *final, const struct local_privs *p, bool spool,
     bool check_owner, struct local_result *r)
 {
-	long long limit = cfg_get_size("mailbox_size_limit");
+	long long limit = cfg_get_size(local_limit_param(m));
 	char *lock = xasprintf("%s.lock", path);
 	char *from = NULL, *hdr = NULL;
 	struct local_out o;
@@ -378,7 +378,7 @@ local_mbox_deliver(const struct local_msg *m, const char *path,
 			log_error("%s: cannot truncate %s back to %lld "
 			    "bytes: %m", m->qid, path, (long long)old_size);
 		local_result_set(r, LOCAL_BOUNCE, "5.2.2", "mailbox full: %s "
-		    "would exceed mailbox_size_limit", path);
+		    "would exceed %s", path, local_limit_param(m));
 		goto out;
 	}
 	if (o.error != 0) {

@@ -11,13 +11,23 @@
  * before the 'D' records of the recipients they report, so a crash can
  * repeat a notice but never lose one.
  *
- * Deliveries go to local(8) over private/local: one request in flight per
- * connection, up to local_destination_concurrency_limit connections.
- * Recipients in other domains have no transport yet: qmgr_route() defers
- * them, and is the one place where an SMTP client will plug in.
+ * Routing (qmgr_route.c) gives each pending recipient a transport.
+ * Local recipients go to local(8) over private/local: one recipient per
+ * request, one request in flight per connection, up to
+ * local_destination_concurrency_limit connections, from one job queue.
+ * Remote recipients go to the smtp agent over private/smtp, scheduled per
+ * destination (the next hop): a job is one message's recipients for one
+ * next hop (at most smtp_destination_recipient_limit), each destination
+ * has at most its concurrency window of requests in flight (slow start
+ * from initial_destination_concurrency up to
+ * smtp_destination_concurrency_limit), destinations take turns, and at
+ * most default_process_limit connections to the agent are open.  A
+ * destination that could not be reached at all is "dead" for
+ * minimal_backoff_time: its queued mail is deferred without another
+ * connection, as Postfix does, until then or until a flush.
  *
  * Not done here: reading message content (except for notices), address
- * rewriting (smtpd does it before queueing), anything as root.
+ * rewriting (smtpd does it before queueing), DNS, anything as root.
  */
 #include "config.h"
 
@@ -49,11 +59,17 @@
 #include "qmgr.h"
 #include "queue_file.h"
 #include "queue_list.h"
+#include "rewrite.h"
 #include "str.h"
 #include "xmalloc.h"
 
 /* Characters of a deferral reason kept in a W record and in logs. */
 #define QMGR_MAX_REASON		1000
+/* Bytes of the recipient index list of one SEND (MAX_IPC_LINE bounds
+ * the whole line; the path and the next hop take the rest). */
+#define QMGR_SEND_IDX_BYTES	4096
+/* Seconds an unused destination's state (window, dead mark) is kept. */
+#define QMGR_DEST_IDLE		60
 
 /* ---- the set of queue IDs qmgr knows (pending load or active) ---- */
 
@@ -86,7 +102,11 @@ struct qmgr_rcpt {
 	enum qmgr_rstate st;
 	char		*dsn;
 	char		*text;
+	/* Who answered ("host[ip]:port"), or NULL: for notices. */
+	char		*relay;
 };
+
+struct qmgr_sjob;
 
 struct qmgr_msg {
 	char		 id[QUEUE_ID_MAX];
@@ -102,6 +122,7 @@ struct qmgr_msg {
 	bool		 hold;
 	bool		 aborted;	/* shutdown: leave the file */
 	double		 active_at;	/* wall clock when loaded */
+	struct qmgr_sjob *sjobs;	/* its smtp jobs waiting in queues */
 	struct qmgr_msg	*prev, *next;
 };
 
@@ -122,12 +143,64 @@ struct qmgr_pendq {
 	struct qmgr_pend *head, *tail;
 };
 
+/* One outcome of an smtp request, kept until DONE (for the delays). */
+struct qmgr_sres {
+	bool		 got;
+	int		 what;		/* enum qmgr_outcome */
+	char		*dsn;
+	char		*relay;
+	char		*text;
+};
+
+/*
+ * A destination: the smtp next hop and its queue of jobs.  Kept while it
+ * has jobs or requests in flight, is dead, or was used in the last
+ * QMGR_DEST_IDLE seconds (its concurrency window survives short gaps).
+ */
+struct qmgr_dest {
+	char		*nexthop;
+	struct qmgr_sjob *head, *tail;	/* jobs waiting, oldest first */
+	unsigned	 inflight;
+	unsigned	 window;	/* requests allowed in flight */
+	unsigned	 wins;		/* successes since it grew */
+	double		 last_ok;	/* wall clock, last success */
+	time_t		 dead_until;	/* 0: alive */
+	char		*dead_dsn;
+	char		*dead_text;
+	time_t		 used_at;
+	bool		 ready;		/* on the ready list */
+	struct qmgr_dest *rprev, *rnext;	/* ready list */
+	struct qmgr_dest *hnext;	/* hash chain */
+};
+
+/* An smtp job: recipients of one message for one next hop (one SEND). */
+struct qmgr_sjob {
+	struct qmgr_msg	*msg;
+	struct qmgr_dest *dest;
+	size_t		*idx;
+	size_t		 n, cap;
+	size_t		 idx_bytes;	/* length of the index list */
+	struct qmgr_sres *res;		/* n entries, while in flight */
+	size_t		 nres;
+	double		 sent_at;
+	struct qmgr_sjob *dprev, *dnext;	/* destination queue */
+	struct qmgr_sjob *mprev, *mnext;	/* the message's queued jobs */
+};
+
+enum qmgr_agent {
+	QMGR_AGENT_LOCAL,
+	QMGR_AGENT_SMTP
+};
+#define QMGR_AGENTS	2
+
 struct qmgr_conn {
+	enum qmgr_agent	 agent;
 	int		 fd;
 	struct io	*io;
 	struct buf	 in;
-	struct qmgr_msg	*msg;		/* in flight, or NULL */
+	struct qmgr_msg	*msg;		/* local: in flight or NULL */
 	size_t		 idx;
+	struct qmgr_sjob *sjob;		/* smtp: in flight, or NULL */
 	double		 sent_at;	/* wall clock */
 	time_t		 deadline;	/* in-flight request ends by */
 	time_t		 idle_since;
@@ -141,6 +214,19 @@ enum qmgr_outcome {
 	QMGR_BOUNCE
 };
 
+/* What the log line and a notice say about one delivery attempt. */
+struct qmgr_attempt {
+	const char	*relay;		/* "local", "none", "host[ip]:port" */
+	double		 sent_at;	/* request sent (wall); 0: none */
+	double		 conn_s;	/* connection setup; < 0: unknown */
+	double		 xfer_s;	/* transfer; < 0: since sent_at */
+};
+
+static const struct qmgr_attempt qmgr_no_attempt = { "none", 0, -1, -1 };
+
+static const char *const qmgr_agent_names[QMGR_AGENTS] = { "local",
+	"smtp" };
+
 const char *qmgr_queue_dir;
 
 static struct qmgr_table known, warned;
@@ -150,8 +236,11 @@ static struct qmgr_job *job_head, *job_tail;
 static struct qmgr_pendq pend_incoming, pend_deferred;
 static bool pend_toggle;
 static struct qmgr_conn *conns;
-static unsigned conn_count;
-static time_t local_down_since;
+static unsigned conn_count[QMGR_AGENTS];
+static time_t agent_down_since[QMGR_AGENTS];
+static struct qmgr_dest **dest_buckets;
+static size_t dest_size, dest_count;
+static struct qmgr_dest *ready_head, *ready_tail;
 static int dgram_fd = -1;
 static struct io *dgram_io;
 static struct timer *kick_timer, *tick_timer;
@@ -164,7 +253,7 @@ static void qmgr_kick(void);
 static void qmgr_msg_maybe_finish(struct qmgr_msg *m);
 static void qmgr_outcome(struct qmgr_msg *m, size_t idx,
     enum qmgr_outcome what, const char *dsn, const char *text,
-    char **fwd, const char *relay, double sent_at);
+    char **fwd, const struct qmgr_attempt *at);
 
 /* ---- small helpers ---- */
 
@@ -199,31 +288,6 @@ static char *
 qmgr_path(const char *sub, const char *id)
 {
 	return xasprintf("%s/%s/%s", qmgr_queue_dir, sub, id);
-}
-
-static bool
-qmgr_dsn_valid(const char *dsn)
-{
-	const char *p = dsn;
-	int part;
-
-	/* RFC 3463 §2: class "." subject "." detail, 1-3 digits each. */
-	if (*p != '2' && *p != '4' && *p != '5')
-		return false;
-	p++;
-	for (part = 0; part < 2; part++) {
-		int n = 0;
-
-		if (*p++ != '.')
-			return false;
-		while (*p >= '0' && *p <= '9' && n < 4) {
-			p++;
-			n++;
-		}
-		if (n == 0 || n > 3)
-			return false;
-	}
-	return *p == '\0';
 }
 
 /* ---- the ID tables ---- */
@@ -471,12 +535,13 @@ qmgr_orig_to(const struct qmgr_msg *m, size_t idx)
 }
 
 static void
-qmgr_log_rcpt(const struct qmgr_msg *m, size_t idx, const char *relay,
-    double sent_at, const char *dsn, const char *status, const char *text)
+qmgr_log_rcpt(const struct qmgr_msg *m, size_t idx,
+    const struct qmgr_attempt *at, const char *dsn, const char *status,
+    const char *text)
 {
 	char to[MAX_ADDRESS + 8], orig_to[MAX_ADDRESS + 32];
-	char why[QMGR_MAX_REASON + 8];
-	char d_all[32], d_a[32], d_b[32], d_d[32];
+	char why[QMGR_MAX_REASON + 8], relay[QMGR_MAX_RELAY + 8];
+	char d_all[32], d_a[32], d_b[32], d_c[32], d_d[32];
 	double now = qmgr_wall();
 	double arrival = (double)m->qm.arrival +
 	    (double)m->qm.arrival_usec / 1e6;
@@ -493,25 +558,29 @@ qmgr_log_rcpt(const struct qmgr_msg *m, size_t idx, const char *relay,
 		free(orig);
 	}
 	log_escape(why, sizeof(why), text, strlen(text));
+	log_escape(relay, sizeof(relay), at->relay, strlen(at->relay));
 	/*
 	 * Postfix's delays=a/b/c/d: before the queue manager, in the queue
-	 * manager, connection setup, transmission.
+	 * manager, connection setup, transmission.  c and d come from the
+	 * delivery agent when it measured them.
 	 */
 	log_fmt_delay(d_all, sizeof(d_all), now - arrival);
 	log_fmt_delay(d_a, sizeof(d_a), m->active_at - arrival);
-	if (sent_at > 0) {
-		log_fmt_delay(d_b, sizeof(d_b), sent_at - m->active_at);
-		log_fmt_delay(d_d, sizeof(d_d), now - sent_at);
+	log_fmt_delay(d_c, sizeof(d_c), at->conn_s > 0 ? at->conn_s : 0);
+	if (at->sent_at > 0) {
+		log_fmt_delay(d_b, sizeof(d_b), at->sent_at - m->active_at);
+		log_fmt_delay(d_d, sizeof(d_d), at->xfer_s >= 0 ? at->xfer_s :
+		    now - at->sent_at);
 	} else {
 		log_fmt_delay(d_b, sizeof(d_b), now - m->active_at);
 		str_lcpy(d_d, "0", sizeof(d_d));
 	}
-	log_info("%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, "
+	log_info("%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
 	    "dsn=%s, status=%s (%s)", m->id, to, orig_to, relay, d_all, d_a,
-	    d_b, d_d, dsn, status, why);
+	    d_b, d_c, d_d, dsn, status, why);
 }
 
-/* ---- jobs ---- */
+/* ---- local jobs ---- */
 
 static void
 qmgr_job_add(struct qmgr_msg *m, size_t idx)
@@ -529,11 +598,284 @@ qmgr_job_add(struct qmgr_msg *m, size_t idx)
 	m->rs[idx].st = QR_QUEUED;
 }
 
-/* Take the jobs of m (or of every message: m == NULL) off the queue. */
+/* ---- destinations and smtp jobs ---- */
+
+static size_t
+qmgr_dest_hash(const char *s, size_t size)
+{
+	return qmgr_hash(s, size);
+}
+
+static struct qmgr_dest *
+qmgr_dest_find(const char *nexthop)
+{
+	struct qmgr_dest *d;
+
+	if (dest_size == 0)
+		return NULL;
+	for (d = dest_buckets[qmgr_dest_hash(nexthop, dest_size)]; d != NULL;
+	    d = d->hnext) {
+		if (strcmp(d->nexthop, nexthop) == 0)
+			return d;
+	}
+	return NULL;
+}
+
+static unsigned
+qmgr_dest_limit(void)
+{
+	return (unsigned)cfg_get_int("smtp_destination_concurrency_limit");
+}
+
+static struct qmgr_dest *
+qmgr_dest_get(const char *nexthop)
+{
+	struct qmgr_dest *d = qmgr_dest_find(nexthop);
+	unsigned init;
+	size_t h;
+
+	if (d != NULL)
+		return d;
+	if (dest_count >= dest_size * 2) {
+		size_t nsize = dest_size == 0 ? 256 : dest_size * 4, i;
+		struct qmgr_dest **nb = xcalloc(nsize, sizeof(*nb));
+
+		for (i = 0; i < dest_size; i++) {
+			while ((d = dest_buckets[i]) != NULL) {
+				dest_buckets[i] = d->hnext;
+				h = qmgr_dest_hash(d->nexthop, nsize);
+				d->hnext = nb[h];
+				nb[h] = d;
+			}
+		}
+		free(dest_buckets);
+		dest_buckets = nb;
+		dest_size = nsize;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->nexthop = xstrdup(nexthop);
+	/* Slow start (Postfix): begin with a few connections, grow. */
+	init = (unsigned)cfg_get_int("initial_destination_concurrency");
+	d->window = init < qmgr_dest_limit() ? init : qmgr_dest_limit();
+	d->used_at = time(NULL);
+	h = qmgr_dest_hash(nexthop, dest_size);
+	d->hnext = dest_buckets[h];
+	dest_buckets[h] = d;
+	dest_count++;
+	return d;
+}
+
+static bool
+qmgr_dest_is_dead(struct qmgr_dest *d, time_t now)
+{
+	return d->dead_until != 0 && now < d->dead_until;
+}
+
+/*
+ * Put d on the ready list (at the tail) or take it off, as its state
+ * says: jobs waiting, room in its window, alive.
+ */
+static void
+qmgr_dest_update(struct qmgr_dest *d)
+{
+	unsigned limit = qmgr_dest_limit();
+	bool ready;
+
+	if (d->window > limit)
+		d->window = limit;
+	if (d->window < 1)
+		d->window = 1;
+	ready = d->head != NULL && d->inflight < d->window &&
+	    !qmgr_dest_is_dead(d, time(NULL));
+	if (ready == d->ready)
+		return;
+	if (ready) {
+		d->rprev = ready_tail;
+		d->rnext = NULL;
+		if (ready_tail != NULL)
+			ready_tail->rnext = d;
+		else
+			ready_head = d;
+		ready_tail = d;
+	} else {
+		if (d->rprev != NULL)
+			d->rprev->rnext = d->rnext;
+		else
+			ready_head = d->rnext;
+		if (d->rnext != NULL)
+			d->rnext->rprev = d->rprev;
+		else
+			ready_tail = d->rprev;
+		d->rprev = d->rnext = NULL;
+	}
+	d->ready = ready;
+}
+
+static void
+qmgr_dest_free_idle(bool all)
+{
+	time_t now = time(NULL);
+	size_t i;
+
+	for (i = 0; i < dest_size; i++) {
+		struct qmgr_dest **dp = &dest_buckets[i], *d;
+
+		while ((d = *dp) != NULL) {
+			if (d->head != NULL || d->inflight > 0 ||
+			    (!all && (qmgr_dest_is_dead(d, now) ||
+			    now - d->used_at < QMGR_DEST_IDLE))) {
+				dp = &d->hnext;
+				continue;
+			}
+			*dp = d->hnext;
+			if (d->ready) {
+				d->head = NULL;
+				qmgr_dest_update(d);
+			}
+			dest_count--;
+			free(d->nexthop);
+			free(d->dead_dsn);
+			free(d->dead_text);
+			free(d);
+		}
+	}
+}
+
+static void
+qmgr_sjob_free(struct qmgr_sjob *j)
+{
+	size_t i;
+
+	if (j->res != NULL) {
+		for (i = 0; i < j->n; i++) {
+			free(j->res[i].dsn);
+			free(j->res[i].relay);
+			free(j->res[i].text);
+		}
+		free(j->res);
+	}
+	free(j->idx);
+	free(j);
+}
+
+/* Take j off its destination's queue and its message's list. */
+static void
+qmgr_sjob_unlink(struct qmgr_sjob *j)
+{
+	struct qmgr_dest *d = j->dest;
+	struct qmgr_msg *m = j->msg;
+
+	if (j->dprev != NULL)
+		j->dprev->dnext = j->dnext;
+	else
+		d->head = j->dnext;
+	if (j->dnext != NULL)
+		j->dnext->dprev = j->dprev;
+	else
+		d->tail = j->dprev;
+	if (j->mprev != NULL)
+		j->mprev->mnext = j->mnext;
+	else
+		m->sjobs = j->mnext;
+	if (j->mnext != NULL)
+		j->mnext->mprev = j->mprev;
+	j->dprev = j->dnext = j->mprev = j->mnext = NULL;
+	m->queued--;
+	d->used_at = time(NULL);
+}
+
+/* Put j back at the head of its destination's queue (not sent after all). */
+static void
+qmgr_sjob_requeue(struct qmgr_sjob *j)
+{
+	struct qmgr_dest *d = j->dest;
+	struct qmgr_msg *m = j->msg;
+
+	j->dprev = NULL;
+	j->dnext = d->head;
+	if (d->head != NULL)
+		d->head->dprev = j;
+	else
+		d->tail = j;
+	d->head = j;
+	j->mprev = NULL;
+	j->mnext = m->sjobs;
+	if (m->sjobs != NULL)
+		m->sjobs->mprev = j;
+	m->sjobs = j;
+	m->queued++;
+}
+
+/* Decimal digits of idx plus a comma. */
+static size_t
+qmgr_idx_bytes(size_t idx)
+{
+	size_t n = 2;
+
+	while (idx >= 10) {
+		idx /= 10;
+		n++;
+	}
+	return n;
+}
+
+static void
+qmgr_sjob_add(struct qmgr_msg *m, size_t idx, const char *nexthop)
+{
+	struct qmgr_dest *d = qmgr_dest_get(nexthop);
+	size_t limit = (size_t)cfg_get_int("smtp_destination_recipient_limit");
+	size_t bytes = qmgr_idx_bytes(idx);
+	struct qmgr_sjob *j = d->tail;
+
+	d->used_at = time(NULL);
+	if (qmgr_dest_is_dead(d, d->used_at)) {
+		char *why = xasprintf("delivery temporarily suspended: %s",
+		    d->dead_text);
+
+		qmgr_outcome(m, idx, QMGR_DEFER, d->dead_dsn, why, NULL,
+		    &qmgr_no_attempt);
+		free(why);
+		return;
+	}
+	/*
+	 * The recipients of one message for one next hop share a job while
+	 * it has room: routing handles one message at a time, so the
+	 * queue's last job is this message's if it has one.
+	 */
+	if (j == NULL || j->msg != m || j->n >= limit ||
+	    j->idx_bytes + bytes > QMGR_SEND_IDX_BYTES) {
+		j = xcalloc(1, sizeof(*j));
+		j->msg = m;
+		j->dest = d;
+		j->dprev = d->tail;
+		if (d->tail != NULL)
+			d->tail->dnext = j;
+		else
+			d->head = j;
+		d->tail = j;
+		j->mnext = m->sjobs;
+		if (m->sjobs != NULL)
+			m->sjobs->mprev = j;
+		m->sjobs = j;
+		m->queued++;
+	}
+	if (j->n == j->cap) {
+		j->cap = j->cap == 0 ? 8 : j->cap * 2;
+		j->idx = xreallocarray(j->idx, j->cap, sizeof(*j->idx));
+	}
+	j->idx[j->n++] = idx;
+	j->idx_bytes += bytes;
+	m->rs[idx].st = QR_QUEUED;
+	qmgr_dest_update(d);
+	qmgr_kick();
+}
+
+/* Take the jobs of m (or of every message: m == NULL) off the queues. */
 static void
 qmgr_jobs_drop(struct qmgr_msg *m)
 {
 	struct qmgr_job **jp = &job_head, *j;
+	struct qmgr_msg *mm;
 
 	job_tail = NULL;
 	while ((j = *jp) != NULL) {
@@ -547,38 +889,93 @@ qmgr_jobs_drop(struct qmgr_msg *m)
 			jp = &j->next;
 		}
 	}
+	for (mm = m != NULL ? m : active_head; mm != NULL;
+	    mm = m != NULL ? NULL : mm->next) {
+		struct qmgr_sjob *sj;
+
+		while ((sj = mm->sjobs) != NULL) {
+			struct qmgr_dest *d = sj->dest;
+			size_t i;
+
+			qmgr_sjob_unlink(sj);
+			for (i = 0; i < sj->n; i++)
+				mm->rs[sj->idx[i]].st = QR_IDLE;
+			qmgr_sjob_free(sj);
+			qmgr_dest_update(d);
+		}
+	}
+}
+
+/*
+ * Defer every job waiting for d with the same reason, without a
+ * connection (a dead destination, or no smtp agent).
+ */
+static void
+qmgr_dest_defer_all(struct qmgr_dest *d, const char *dsn, const char *why)
+{
+	struct qmgr_sjob *j;
+
+	while ((j = d->head) != NULL) {
+		struct qmgr_msg *m = j->msg;
+		size_t i;
+
+		qmgr_sjob_unlink(j);
+		for (i = 0; i < j->n; i++)
+			qmgr_outcome(m, j->idx[i], QMGR_DEFER, dsn, why, NULL,
+			    &qmgr_no_attempt);
+		qmgr_sjob_free(j);
+		qmgr_msg_maybe_finish(m);
+	}
+	qmgr_dest_update(d);
+}
+
+/*
+ * No server of d could be reached: d is dead for minimal_backoff_time
+ * (Postfix's dead destination).  Its waiting mail is deferred now, and
+ * mail routed to it meanwhile is deferred at once, with the reason of
+ * the failure, until it is due again or the queue is flushed.
+ */
+static void
+qmgr_dest_dead(struct qmgr_dest *d, const char *dsn, const char *text)
+{
+	long long backoff = cfg_get_time("minimal_backoff_time");
+	char esc[QMGR_MAX_RELAY + 8], *why;
+
+	if (backoff < 1)
+		backoff = 1;
+	if (!qmgr_dest_is_dead(d, time(NULL)))
+		log_info("delivery to %s suspended for %llds: %s",
+		    log_escape(esc, sizeof(esc), d->nexthop,
+		    strlen(d->nexthop)), backoff, text);
+	d->dead_until = time(NULL) + (time_t)backoff;
+	free(d->dead_dsn);
+	free(d->dead_text);
+	d->dead_dsn = xstrdup(dsn);
+	d->dead_text = xstrndup(text, QMGR_MAX_REASON / 2);
+	/* It starts slowly again when it comes back. */
+	d->window = 1;
+	d->wins = 0;
+	why = xasprintf("delivery temporarily suspended: %s", d->dead_text);
+	qmgr_dest_defer_all(d, d->dead_dsn, why);
+	free(why);
+}
+
+/* Flush: every destination gets another chance. */
+static void
+qmgr_dest_revive_all(void)
+{
+	size_t i;
+	struct qmgr_dest *d;
+
+	for (i = 0; i < dest_size; i++) {
+		for (d = dest_buckets[i]; d != NULL; d = d->hnext) {
+			d->dead_until = 0;
+			qmgr_dest_update(d);
+		}
+	}
 }
 
 /* ---- routing ---- */
-
-/*
- * Where a recipient goes.  Local: $mydestination or no domain at all.
- * Everything else would go to the SMTP client, which does not exist yet:
- * those recipients are deferred with 4.4.1 until it does.
- */
-enum qmgr_transport {
-	QMGR_TRANSPORT_LOCAL,
-	QMGR_TRANSPORT_NONE
-};
-
-static enum qmgr_transport
-qmgr_route(const char *addr, const char **dsn_r, const char **why_r)
-{
-	char *local, *domain;
-	enum qmgr_transport t;
-
-	addr_split(addr, &local, &domain);
-	if (domain[0] == '\0' || addr_domain_is_local(domain))
-		t = QMGR_TRANSPORT_LOCAL;
-	else {
-		t = QMGR_TRANSPORT_NONE;
-		*dsn_r = "4.4.1";
-		*why_r = "remote delivery is not available yet";
-	}
-	free(local);
-	free(domain);
-	return t;
-}
 
 static unsigned
 qmgr_rcpt_depth(const struct qmgr_msg *m, size_t idx)
@@ -597,39 +994,78 @@ qmgr_rcpt_depth(const struct qmgr_msg *m, size_t idx)
 static void
 qmgr_route_rcpt(struct qmgr_msg *m, size_t idx)
 {
-	const char *dsn = NULL, *why = NULL;
+	struct qmgr_route r;
 
 	if (m->qm.rcpts[idx].state != QUEUE_RCPT_PENDING)
 		return;
 	if (qmgr_rcpt_depth(m, idx) > MAX_ALIAS_DEPTH) {
 		qmgr_outcome(m, idx, QMGR_BOUNCE, "5.4.6",
 		    "mail forwarding loop: too many levels of forwarding",
-		    NULL, "none", 0);
+		    NULL, &qmgr_no_attempt);
 		return;
 	}
-	switch (qmgr_route(m->qm.rcpts[idx].addr, &dsn, &why)) {
-	case QMGR_TRANSPORT_LOCAL:
+	qmgr_route_resolve(m->qm.rcpts[idx].addr, &r);
+	switch (r.transport) {
+	case QMGR_T_LOCAL:
 		qmgr_job_add(m, idx);
 		break;
-	case QMGR_TRANSPORT_NONE:
-		qmgr_outcome(m, idx, QMGR_DEFER, dsn, why, NULL, "none", 0);
+	case QMGR_T_SMTP:
+		qmgr_sjob_add(m, idx, r.nexthop);
+		break;
+	case QMGR_T_ERROR:
+		qmgr_outcome(m, idx, QMGR_BOUNCE, r.dsn, r.text, NULL,
+		    &qmgr_no_attempt);
+		break;
+	case QMGR_T_RETRY:
+		qmgr_outcome(m, idx, QMGR_DEFER, r.dsn, r.text, NULL,
+		    &qmgr_no_attempt);
+		break;
+	case QMGR_T_DISCARD:
+		qmgr_outcome(m, idx, QMGR_SENT, r.dsn, r.text, NULL,
+		    &qmgr_no_attempt);
 		break;
 	}
+	qmgr_route_free(&r);
 }
 
 /* ---- outcomes of one recipient ---- */
 
 static void
 qmgr_rcpt_set(struct qmgr_msg *m, size_t idx, enum qmgr_rstate st,
-    const char *dsn, const char *text)
+    const char *dsn, const char *text, const char *relay)
 {
 	struct qmgr_rcpt *rs = &m->rs[idx];
 
 	rs->st = st;
 	free(rs->dsn);
 	free(rs->text);
+	free(rs->relay);
 	rs->dsn = dsn != NULL ? xstrdup(dsn) : NULL;
 	rs->text = text != NULL ? xstrdup(text) : NULL;
+	/* Only a remote server's answer is worth a Remote-MTA field. */
+	rs->relay = relay != NULL && strcmp(relay, "none") != 0 &&
+	    strcmp(relay, "local") != 0 ? xstrdup(relay) : NULL;
+}
+
+/*
+ * Write the D record of a recipient delivered by the smtp agent as soon
+ * as the agent says so, before the request is over: a connection lost
+ * afterwards must not send it again.
+ */
+static void
+qmgr_rcpt_done(struct qmgr_msg *m, size_t idx)
+{
+	char num[32];
+	struct buf b;
+
+	if (m->qm.rcpts[idx].state == QUEUE_RCPT_DONE)
+		return;
+	buf_init(&b, 0);
+	snprintf(num, sizeof(num), "%zu", idx);
+	qmgr_rec(&b, 'D', num);
+	(void)qmgr_append(m, &b);
+	buf_free(&b);
+	m->qm.rcpts[idx].state = QUEUE_RCPT_DONE;
 }
 
 /*
@@ -681,8 +1117,8 @@ qmgr_add_forward(struct qmgr_msg *m, size_t parent, const char *line,
 
 static void
 qmgr_outcome(struct qmgr_msg *m, size_t idx, enum qmgr_outcome what,
-    const char *dsn, const char *text, char **fwd, const char *relay,
-    double sent_at)
+    const char *dsn, const char *text, char **fwd,
+    const struct qmgr_attempt *at)
 {
 	size_t first_new = m->qm.rcpt_count, i;
 	char *clean = qmgr_clean_text(text);
@@ -706,22 +1142,24 @@ qmgr_outcome(struct qmgr_msg *m, size_t idx, enum qmgr_outcome what,
 		    "delivery", m->id);
 
 	switch (what) {
-	case QMGR_SENT: {
-		char num[32];
+	case QMGR_SENT:
+		/* The smtp agent's successes are written at once. */
+		if (m->qm.rcpts[idx].state != QUEUE_RCPT_DONE) {
+			char num[32];
 
-		snprintf(num, sizeof(num), "%zu", idx);
-		qmgr_rec(&b, 'D', num);
+			snprintf(num, sizeof(num), "%zu", idx);
+			qmgr_rec(&b, 'D', num);
+		}
 		(void)qmgr_append(m, &b);
 		m->qm.rcpts[idx].state = QUEUE_RCPT_DONE;
-		qmgr_rcpt_set(m, idx, QR_SENT, dsn, clean);
-		qmgr_log_rcpt(m, idx, relay, sent_at, dsn, "sent", clean);
+		qmgr_rcpt_set(m, idx, QR_SENT, dsn, clean, at->relay);
+		qmgr_log_rcpt(m, idx, at, dsn, "sent", clean);
 		break;
-	}
 	case QMGR_BOUNCE:
 		/* The D record follows the notice (qmgr_msg_finish()). */
 		(void)qmgr_append(m, &b);
-		qmgr_rcpt_set(m, idx, QR_BOUNCED, dsn, clean);
-		qmgr_log_rcpt(m, idx, relay, sent_at, dsn, "bounced", clean);
+		qmgr_rcpt_set(m, idx, QR_BOUNCED, dsn, clean, at->relay);
+		qmgr_log_rcpt(m, idx, at, dsn, "bounced", clean);
 		break;
 	case QMGR_DEFER: {
 		char *data = xasprintf("%zu\t%s\t%s", idx, dsn, clean);
@@ -734,8 +1172,8 @@ qmgr_outcome(struct qmgr_msg *m, size_t idx, enum qmgr_outcome what,
 		free(r->defer_text);
 		r->defer_dsn = xstrdup(dsn);
 		r->defer_text = xstrdup(clean);
-		qmgr_rcpt_set(m, idx, QR_DEFERRED, dsn, clean);
-		qmgr_log_rcpt(m, idx, relay, sent_at, dsn, "deferred", clean);
+		qmgr_rcpt_set(m, idx, QR_DEFERRED, dsn, clean, at->relay);
+		qmgr_log_rcpt(m, idx, at, dsn, "deferred", clean);
 		break;
 	}
 	}
@@ -765,6 +1203,7 @@ qmgr_msg_free(struct qmgr_msg *m)
 	for (i = 0; i < m->qm.rcpt_count; i++) {
 		free(m->rs[i].dsn);
 		free(m->rs[i].text);
+		free(m->rs[i].relay);
 	}
 	free(m->rs);
 	queue_msg_free(&m->qm);
@@ -827,6 +1266,8 @@ qmgr_notice(struct qmgr_msg *m, enum bounce_type type, enum qmgr_rstate st,
 			    "5.0.0";
 		if (list[n].text == NULL)
 			list[n].text = "";
+		if (type != BOUNCE_DELAYED || m->rs[i].st == QR_DEFERRED)
+			list[n].remote = m->rs[i].relay;
 		n++;
 	}
 	if (n == 0)
@@ -1106,8 +1547,10 @@ qmgr_load(const struct qmgr_pend *p)
 	/* maximal_queue_lifetime = 0: one attempt only, as in Postfix. */
 	if (now - m->qm.arrival >= qmgr_lifetime(m))
 		m->expired = true;
+	qmgr_route_cache_begin();
 	for (i = 0; i < m->qm.rcpt_count; i++)
 		qmgr_route_rcpt(m, i);
+	qmgr_route_cache_end();
 	qmgr_msg_maybe_finish(m);
 }
 
@@ -1128,9 +1571,15 @@ qmgr_feed(void)
 		qmgr_kick();
 }
 
-/* ---- connections to local ---- */
+/* ---- connections to the delivery agents ---- */
 
 static void qmgr_conn_read(int fd, int events, void *ctx);
+
+static bool
+qmgr_conn_busy(const struct qmgr_conn *c)
+{
+	return c->msg != NULL || c->sjob != NULL;
+}
 
 static void
 qmgr_conn_close(struct qmgr_conn *c)
@@ -1143,7 +1592,7 @@ qmgr_conn_close(struct qmgr_conn *c)
 			break;
 		}
 	}
-	conn_count--;
+	conn_count[c->agent]--;
 	io_remove(&c->io);
 	close(c->fd);
 	buf_free(&c->in);
@@ -1151,16 +1600,85 @@ qmgr_conn_close(struct qmgr_conn *c)
 	free(c);
 }
 
+/*
+ * The end of an smtp request: log and record every recipient's outcome
+ * (those the agent did not report are deferred with lost's reason), then
+ * learn from it about the destination.  lost: NULL after DONE.
+ */
+static void
+qmgr_sjob_finish(struct qmgr_sjob *j, double conn_s, double xfer_s,
+    const char *lost)
+{
+	struct qmgr_msg *m = j->msg;
+	struct qmgr_dest *d = j->dest;
+	const struct qmgr_sres *fail = NULL;
+	bool reached = false, site_fail = lost == NULL;
+	size_t k;
+
+	m->inflight--;
+	d->inflight--;
+	d->used_at = time(NULL);
+	for (k = 0; k < j->n; k++) {
+		const struct qmgr_sres *r = &j->res[k];
+
+		if (r->got) {
+			struct qmgr_attempt at = { r->relay, j->sent_at,
+			    conn_s, xfer_s };
+
+			if (strcmp(r->relay, "none") != 0)
+				reached = true;
+			if (r->what != QMGR_DEFER || reached)
+				site_fail = false;
+			if (fail == NULL)
+				fail = r;
+			qmgr_outcome(m, j->idx[k], (enum qmgr_outcome)r->what,
+			    r->dsn, r->text, NULL, &at);
+		} else {
+			struct qmgr_attempt at = { "none", j->sent_at, -1, -1 };
+
+			site_fail = false;
+			qmgr_outcome(m, j->idx[k], QMGR_DEFER, "4.3.0", lost,
+			    NULL, &at);
+		}
+	}
+	/* m may be gone after this; d stays (freed only by the tick). */
+	qmgr_msg_maybe_finish(m);
+	if (site_fail && fail != NULL && d->last_ok < j->sent_at) {
+		/* No server answered, and none did for another request
+		 * meanwhile: the destination is down. */
+		qmgr_dest_dead(d, fail->dsn, fail->text);
+	} else if (lost == NULL && reached) {
+		/* Slow start: one more connection per window of successes. */
+		d->last_ok = qmgr_wall();
+		if (++d->wins >= d->window && d->window < qmgr_dest_limit()) {
+			d->window++;
+			d->wins = 0;
+		}
+	}
+	qmgr_dest_update(d);
+	qmgr_sjob_free(j);
+}
+
 /* The connection broke: the request in flight has an unknown outcome. */
 static void
 qmgr_conn_fail(struct qmgr_conn *c, const char *why)
 {
 	struct qmgr_msg *m = c->msg;
+	struct qmgr_sjob *sj = c->sjob;
 	size_t idx = c->idx;
-	double sent_at = c->sent_at;
+	struct qmgr_attempt at = { "local", c->sent_at, -1, -1 };
 
 	c->msg = NULL;
+	c->sjob = NULL;
 	qmgr_conn_close(c);
+	if (sj != NULL) {
+		log_warning("%s: %s", sj->msg->id, why);
+		/* Recipients reported sent are already written as done. */
+		qmgr_sjob_finish(sj, -1, -1,
+		    "lost connection with smtp delivery agent");
+		qmgr_kick();
+		return;
+	}
 	if (m == NULL)
 		return;
 	log_warning("%s: %s", m->id, why);
@@ -1168,14 +1686,13 @@ qmgr_conn_fail(struct qmgr_conn *c, const char *why)
 	/* local may have delivered before the connection broke. */
 	m->recover = true;
 	qmgr_outcome(m, idx, QMGR_DEFER, "4.3.0",
-	    "lost connection with local delivery agent", NULL, "local",
-	    sent_at);
+	    "lost connection with local delivery agent", NULL, &at);
 	qmgr_msg_maybe_finish(m);
 	qmgr_kick();
 }
 
 static struct qmgr_conn *
-qmgr_conn_open(void)
+qmgr_conn_open(enum qmgr_agent agent)
 {
 	struct sockaddr_un sun;
 	struct qmgr_conn *c;
@@ -1184,12 +1701,13 @@ qmgr_conn_open(void)
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
-	    "%s/private/local", qmgr_queue_dir) >= sizeof(sun.sun_path)) {
+	    "%s/private/%s", qmgr_queue_dir, qmgr_agent_names[agent]) >=
+	    sizeof(sun.sun_path)) {
 		errno = ENAMETOOLONG;
 		return NULL;
 	}
 	/* Non-blocking: a UNIX connect then either completes at once or
-	 * fails (EAGAIN: local's backlog is full); it never stalls us. */
+	 * fails (EAGAIN: the agent's backlog is full); it never stalls us. */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return NULL;
@@ -1201,14 +1719,27 @@ qmgr_conn_open(void)
 		return NULL;
 	}
 	c = xcalloc(1, sizeof(*c));
+	c->agent = agent;
 	c->fd = fd;
 	buf_init(&c->in, 0);
 	c->idle_since = time(NULL);
 	c->io = io_add(fd, IOLOOP_READ, qmgr_conn_read, c);
 	c->next = conns;
 	conns = c;
-	conn_count++;
+	conn_count[agent]++;
 	return c;
+}
+
+static struct qmgr_conn *
+qmgr_conn_idle(enum qmgr_agent agent)
+{
+	struct qmgr_conn *c;
+
+	for (c = conns; c != NULL; c = c->next) {
+		if (c->agent == agent && !qmgr_conn_busy(c))
+			return c;
+	}
+	return NULL;
 }
 
 static void
@@ -1219,7 +1750,7 @@ qmgr_conn_status(struct qmgr_conn *c, const char *status, const char *dsn,
 	size_t idx = c->idx;
 	char **fwd = c->fwd;
 	enum qmgr_outcome what;
-	double sent_at = c->sent_at;
+	struct qmgr_attempt at = { "local", c->sent_at, -1, -1 };
 
 	if (strcmp(status, "sent") == 0)
 		what = QMGR_SENT;
@@ -1236,7 +1767,7 @@ qmgr_conn_status(struct qmgr_conn *c, const char *status, const char *dsn,
 	c->fwd = NULL;
 	c->idle_since = time(NULL);
 	m->inflight--;
-	qmgr_outcome(m, idx, what, dsn, text, fwd, "local", sent_at);
+	qmgr_outcome(m, idx, what, dsn, text, fwd, &at);
 	strv_free(&fwd);
 	qmgr_msg_maybe_finish(m);
 	qmgr_kick();
@@ -1244,7 +1775,7 @@ qmgr_conn_status(struct qmgr_conn *c, const char *status, const char *dsn,
 
 /* One reply line from local (doc/internals.md); malformed is fatal. */
 static void
-qmgr_conn_line(struct qmgr_conn *c, const char *line)
+qmgr_local_line(struct qmgr_conn *c, const char *line)
 {
 	char **f = strv_split(line, " ");
 	size_t n = strv_len(f);
@@ -1287,10 +1818,60 @@ qmgr_conn_line(struct qmgr_conn *c, const char *line)
 	strv_free(&f);
 }
 
+/*
+ * One reply line from the smtp agent (doc/internals.md, "Delivery: qmgr
+ * -> smtp"): RCPT lines, one per recipient of the request, then DONE.
+ * Anything else is a broken agent: fatal, like local's parser (the
+ * recipients in flight stay pending in their queue files; the ones
+ * reported sent already have their D records).
+ */
+static void
+qmgr_smtp_line(struct qmgr_conn *c, const char *line)
+{
+	struct qmgr_sjob *j = c->sjob;
+	struct qmgr_agent_reply r;
+	const char *err;
+	char esc[80];
+	size_t k;
+
+	log_escape(esc, sizeof(esc), line, strlen(line) < 64 ?
+	    strlen(line) : 64);
+	if (j == NULL)
+		log_fatal("smtp: reply without a request: %s", esc);
+	if (qmgr_agent_reply_parse(line, &r, &err) < 0)
+		log_fatal("smtp: %s: %s", err, esc);
+	if (r.done) {
+		if (j->nres != j->n)
+			log_fatal("smtp: DONE without the outcome of %zu "
+			    "recipients", j->n - j->nres);
+		c->sjob = NULL;
+		c->idle_since = time(NULL);
+		qmgr_sjob_finish(j, r.conn_s, r.xfer_s, NULL);
+		qmgr_kick();
+		return;
+	}
+	for (k = 0; k < j->n && j->idx[k] != r.idx; k++)
+		;
+	if (k == j->n || j->res[k].got)
+		log_fatal("smtp: RCPT for a recipient not asked for or "
+		    "answered twice: %s", esc);
+	j->res[k].got = true;
+	j->res[k].what = r.status == QMGR_STATUS_SENT ? QMGR_SENT :
+	    r.status == QMGR_STATUS_DEFER ? QMGR_DEFER : QMGR_BOUNCE;
+	j->res[k].dsn = r.dsn;
+	j->res[k].relay = r.relay;
+	j->res[k].text = r.text;
+	j->nres++;
+	/* Written at once: a connection lost now must not repeat it. */
+	if (r.status == QMGR_STATUS_SENT)
+		qmgr_rcpt_done(j->msg, j->idx[k]);
+}
+
 static void
 qmgr_conn_read(int fd, int events, void *ctx)
 {
 	struct qmgr_conn *c = ctx;
+	const char *name = qmgr_agent_names[c->agent];
 
 	(void)events;
 	for (;;) {
@@ -1303,63 +1884,92 @@ qmgr_conn_read(int fd, int events, void *ctx)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
-			qmgr_conn_fail(c, n == 0 ?
-			    "local delivery agent closed the connection" :
-			    "read from local delivery agent failed");
+			char why[128];
+
+			snprintf(why, sizeof(why), n == 0 ?
+			    "%s delivery agent closed the connection" :
+			    "read from %s delivery agent failed", name);
+			qmgr_conn_fail(c, why);
 			return;
 		}
 		c->in.len += (size_t)n;
 		while ((nl = memchr(c->in.data, '\n', c->in.len)) != NULL) {
 			size_t len = (size_t)(nl - c->in.data);
 			char *line = xstrndup(c->in.data, len);
+			enum qmgr_agent agent = c->agent;
 
 			buf_consume(&c->in, len + 1);
 			if (memchr(line, '\0', len) != NULL)
-				log_fatal("local: NUL byte in reply");
-			qmgr_conn_line(c, line);
+				log_fatal("%s: NUL byte in reply", name);
+			if (len > MAX_IPC_LINE)
+				log_fatal("%s: reply line too long", name);
+			if (agent == QMGR_AGENT_LOCAL)
+				qmgr_local_line(c, line);
+			else
+				qmgr_smtp_line(c, line);
 			free(line);
 		}
 		if (c->in.len > MAX_IPC_LINE)
-			log_fatal("local: reply line too long");
+			log_fatal("%s: reply line too long", name);
 	}
 }
 
-/* Local cannot be reached: keep trying briefly, then defer its jobs. */
 static void
-qmgr_local_down(int err)
+qmgr_agent_up(enum qmgr_agent agent)
+{
+	if (agent_down_since[agent] != 0)
+		log_info("%s delivery agent is available again",
+		    qmgr_agent_names[agent]);
+	agent_down_since[agent] = 0;
+}
+
+/* An agent cannot be reached: keep trying briefly, then defer its jobs. */
+static void
+qmgr_agent_down(enum qmgr_agent agent, int err)
 {
 	time_t now = time(NULL);
 	struct qmgr_job *j;
+	char why[256];
+	size_t i;
 
-	if (conn_count > 0)
+	if (conn_count[agent] > 0)
 		return;		/* the open connections carry on */
-	if (local_down_since == 0) {
-		local_down_since = now;
-		log_warning("connect to %s/private/local: %s", qmgr_queue_dir,
-		    strerror(err));
+	if (agent_down_since[agent] == 0) {
+		agent_down_since[agent] = now;
+		log_warning("connect to %s/private/%s: %s", qmgr_queue_dir,
+		    qmgr_agent_names[agent], strerror(err));
 		return;
 	}
-	if (now - local_down_since < QMGR_LOCAL_GRACE)
+	if (now - agent_down_since[agent] < QMGR_AGENT_GRACE)
 		return;
+	snprintf(why, sizeof(why), "%s delivery agent is not available: %s",
+	    qmgr_agent_names[agent], strerror(err));
+	if (agent == QMGR_AGENT_SMTP) {
+		for (i = 0; i < dest_size; i++) {
+			struct qmgr_dest *d;
+
+			for (d = dest_buckets[i]; d != NULL; d = d->hnext)
+				qmgr_dest_defer_all(d, "4.3.0", why);
+		}
+		return;
+	}
 	while ((j = job_head) != NULL) {
 		struct qmgr_msg *m = j->msg;
 		size_t idx = j->idx;
-		char why[256];
 
 		job_head = j->next;
 		if (job_head == NULL)
 			job_tail = NULL;
 		free(j);
 		m->queued--;
-		snprintf(why, sizeof(why), "local delivery agent is not "
-		    "available: %s", strerror(err));
-		qmgr_outcome(m, idx, QMGR_DEFER, "4.3.0", why, NULL, "none", 0);
+		qmgr_outcome(m, idx, QMGR_DEFER, "4.3.0", why, NULL,
+		    &qmgr_no_attempt);
 		qmgr_msg_maybe_finish(m);
 	}
 }
 
 static void
-qmgr_dispatch(void)
+qmgr_dispatch_local(void)
 {
 	long long limit = cfg_get_int("local_destination_concurrency_limit");
 	long long tlimit = cfg_get_time("command_time_limit");
@@ -1373,21 +1983,14 @@ qmgr_dispatch(void)
 		bool recover;
 		ssize_t n;
 
-		for (c = conns; c != NULL; c = c->next) {
-			if (c->msg == NULL)
-				break;
-		}
-		if (c == NULL) {
-			if ((long long)conn_count >= limit)
+		if ((c = qmgr_conn_idle(QMGR_AGENT_LOCAL)) == NULL) {
+			if ((long long)conn_count[QMGR_AGENT_LOCAL] >= limit)
 				return;
-			if ((c = qmgr_conn_open()) == NULL) {
-				qmgr_local_down(errno);
+			if ((c = qmgr_conn_open(QMGR_AGENT_LOCAL)) == NULL) {
+				qmgr_agent_down(QMGR_AGENT_LOCAL, errno);
 				return;
 			}
-			if (local_down_since != 0)
-				log_info("local delivery agent is available "
-				    "again");
-			local_down_since = 0;
+			qmgr_agent_up(QMGR_AGENT_LOCAL);
 		}
 		j = job_head;
 		job_head = j->next;
@@ -1426,6 +2029,119 @@ qmgr_dispatch(void)
 		free(xpath);
 		free(path);
 	}
+}
+
+/*
+ * How long an smtp request may take before qmgr gives up on it: every
+ * address tried with its connect timeout, and each stage of the SMTP
+ * dialogue twice over.  The agent enforces the real limits; this only
+ * keeps a stuck agent from holding mail forever.
+ */
+static time_t
+qmgr_smtp_time_limit(void)
+{
+	static const char *const stages[] = { "smtp_helo_timeout",
+		"smtp_starttls_timeout", "smtp_mail_timeout",
+		"smtp_rcpt_timeout", "smtp_data_init_timeout",
+		"smtp_data_xfer_timeout", "smtp_data_done_timeout",
+		"smtp_quit_timeout" };
+	long long t = (cfg_get_int("smtp_mx_address_limit") + 1) *
+	    cfg_get_time("smtp_connect_timeout");
+	size_t i;
+
+	for (i = 0; i < sizeof(stages) / sizeof(stages[0]); i++)
+		t += 2 * cfg_get_time(stages[i]);
+	return (time_t)t + 300;
+}
+
+/* Let the other ready destinations have a turn before d again. */
+static void
+qmgr_dest_rotate(struct qmgr_dest *d)
+{
+	if (d->ready && d != ready_tail) {
+		if (d->rprev != NULL)
+			d->rprev->rnext = d->rnext;
+		else
+			ready_head = d->rnext;
+		d->rnext->rprev = d->rprev;
+		d->rprev = ready_tail;
+		d->rnext = NULL;
+		ready_tail->rnext = d;
+		ready_tail = d;
+	}
+	qmgr_dest_update(d);
+}
+
+static void
+qmgr_dispatch_smtp(void)
+{
+	long long plimit = cfg_get_int("default_process_limit");
+
+	while (!shutting_down && ready_head != NULL) {
+		struct qmgr_dest *d = ready_head;
+		struct qmgr_sjob *j = d->head;
+		struct qmgr_msg *m = j->msg;
+		struct qmgr_conn *c;
+		struct buf line;
+		char *path, *xpath, *xhop;
+		size_t k;
+		ssize_t n;
+
+		if ((c = qmgr_conn_idle(QMGR_AGENT_SMTP)) == NULL) {
+			if ((long long)conn_count[QMGR_AGENT_SMTP] >= plimit)
+				return;
+			if ((c = qmgr_conn_open(QMGR_AGENT_SMTP)) == NULL) {
+				qmgr_agent_down(QMGR_AGENT_SMTP, errno);
+				return;
+			}
+			qmgr_agent_up(QMGR_AGENT_SMTP);
+		}
+		qmgr_sjob_unlink(j);
+		path = xasprintf("%s/%s", m->in_deferred ? "deferred" :
+		    "incoming", m->id);
+		xpath = xtext_encode(path, strlen(path));
+		xhop = xtext_encode(d->nexthop, strlen(d->nexthop));
+		buf_init(&line, 0);
+		buf_printf(&line, "SEND %s %s ", xpath, xhop);
+		for (k = 0; k < j->n; k++)
+			buf_printf(&line, "%s%zu", k > 0 ? "," : "", j->idx[k]);
+		buf_printf(&line, " -\n");
+		free(path);
+		free(xpath);
+		free(xhop);
+		n = line.len <= MAX_IPC_LINE ?
+		    write(c->fd, line.data, line.len) : -1;
+		if (n != (ssize_t)line.len) {
+			/* Nothing was asked yet: put the job back, and try
+			 * again at the next tick. */
+			if (line.len > MAX_IPC_LINE)
+				log_panic("SEND line too long");
+			buf_free(&line);
+			qmgr_sjob_requeue(j);
+			qmgr_conn_close(c);
+			qmgr_dest_update(d);
+			return;
+		}
+		buf_free(&line);
+		j->res = xcalloc(j->n, sizeof(*j->res));
+		j->nres = 0;
+		j->sent_at = qmgr_wall();
+		for (k = 0; k < j->n; k++)
+			m->rs[j->idx[k]].st = QR_INFLIGHT;
+		m->inflight++;
+		d->inflight++;
+		c->sjob = j;
+		c->sent_at = j->sent_at;
+		c->deadline = time(NULL) + qmgr_smtp_time_limit();
+		qmgr_dest_rotate(d);
+	}
+}
+
+static void
+qmgr_dispatch(void)
+{
+	qmgr_dispatch_local();
+	qmgr_dispatch_smtp();
 }
 
 /* ---- scans, datagrams, the periodic tick ---- */
@@ -1499,7 +2215,7 @@ qmgr_shutdown_check(void)
 
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->msg != NULL)
+		if (qmgr_conn_busy(c))
 			inflight++;
 		else
 			qmgr_conn_close(c);
@@ -1528,6 +2244,8 @@ qmgr_kick_cb(void *ctx)
 	}
 	if (flush_requested || now >= next_deferred_scan) {
 		next_deferred_scan = now + QMGR_DEFERRED_SCAN;
+		if (flush_requested)
+			qmgr_dest_revive_all();
 		qmgr_scan(true, !flush_requested, false);
 		flush_requested = false;
 	}
@@ -1554,18 +2272,34 @@ qmgr_tick(void *ctx)
 {
 	time_t now = time(NULL);
 	struct qmgr_conn *c, *next;
+	size_t i;
 
 	(void)ctx;
 	tick_timer = timer_add(1000, qmgr_tick, NULL);
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->msg != NULL && now > c->deadline)
-			qmgr_conn_fail(c, "timeout waiting for the local "
-			    "delivery agent");
-		else if (c->msg == NULL && now - c->idle_since >
-		    QMGR_LOCAL_IDLE)
+		if (qmgr_conn_busy(c) && now > c->deadline) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "timeout waiting for the %s "
+			    "delivery agent", qmgr_agent_names[c->agent]);
+			qmgr_conn_fail(c, why);
+		} else if (!qmgr_conn_busy(c) && now - c->idle_since >
+		    QMGR_AGENT_IDLE)
 			qmgr_conn_close(c);
 	}
+	/* A dead destination that is due again takes mail again. */
+	for (i = 0; i < dest_size; i++) {
+		struct qmgr_dest *d;
+
+		for (d = dest_buckets[i]; d != NULL; d = d->hnext) {
+			if (d->dead_until != 0 && now >= d->dead_until) {
+				d->dead_until = 0;
+				qmgr_dest_update(d);
+			}
+		}
+	}
+	qmgr_dest_free_idle(false);
 	qmgr_kick_cb(NULL);
 }
 
@@ -1710,10 +2444,12 @@ qmgr_sighup(int signo, void *ctx)
 		return;
 	}
 	log_info("configuration reloaded");
+	qmgr_route_reset();
+	rewrite_reset();
 	/* New local workers pick up the new configuration. */
 	for (c = conns; c != NULL; c = next) {
 		next = c->next;
-		if (c->msg == NULL)
+		if (!qmgr_conn_busy(c))
 			qmgr_conn_close(c);
 	}
 	qmgr_kick();
@@ -1742,6 +2478,13 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	qmgr_queue_dir = xstrdup(cfg_get("queue_directory"));
+	{
+		const char *err;
+
+		/* Virtual mailbox domains route to local (qmgr_route.c). */
+		if (rewrite_init(&err) < 0)
+			log_warning("address rewriting: %s", err);
+	}
 
 	ioloop_init();
 	qmgr_dgram_init();
@@ -1762,6 +2505,9 @@ main(int argc, char **argv)
 
 	timer_remove(&tick_timer);
 	timer_remove(&kick_timer);
+	qmgr_dest_free_idle(true);
+	free(dest_buckets);
+	qmgr_route_reset();
 	io_remove(&dgram_io);
 	if (dgram_fd >= 0)
 		close(dgram_fd);

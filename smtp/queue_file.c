@@ -121,6 +121,7 @@ struct queue_writer {
 	int	 error;
 	char	*wbuf;
 	size_t	 wlen;
+	const char *dest_dir;	/* "incoming", or set_dir()'s "hold" */
 };
 
 static int
@@ -354,13 +355,15 @@ queue_writer_commit(struct queue_writer **wp, const char **error_r)
 		goto fail;
 	}
 	w->fd = -1;
-	dest = xasprintf("%s/incoming/%s", w->queue_dir, w->id);
+	dest = xasprintf("%s/%s/%s", w->queue_dir,
+	    w->dest_dir != NULL ? w->dest_dir : "incoming", w->id);
 	if (rename(w->tmp_path, dest) < 0) {
 		*error_r = qf_error("rename %s", w->tmp_path, errno);
 		goto fail;
 	}
 	/* DESIGN §3: the directory entry must be durable before 250. */
-	dir = xasprintf("%s/incoming", w->queue_dir);
+	dir = xasprintf("%s/%s", w->queue_dir,
+	    w->dest_dir != NULL ? w->dest_dir : "incoming");
 	if (fdio_fsync_dir(dir) < 0) {
 		*error_r = qf_error("fsync %s", dir, errno);
 		/* The file is complete; leaving it is safer than deleting an
@@ -776,4 +779,10 @@ queue_notify_qmgr(const char *queue_dir, const char *id)
 	(void)sendto(fd, msg, (size_t)len, 0, (struct sockaddr *)&sun,
 	    sizeof(sun));
 	close(fd);
+}
+
+void
+queue_writer_set_dir(struct queue_writer *w, const char *subdir)
+{
+	w->dest_dir = subdir;
 }

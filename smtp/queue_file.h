@@ -154,6 +154,11 @@ int	queue_writer_finish(struct queue_writer *w, const char **error_r);
  */
 int	queue_writer_add_status(struct queue_writer *w, char type,
 	    const void *data, size_t len);
+/*
+ * Commit into another queue subdirectory than incoming/ ("hold": the
+ * HOLD action of smtpd's access tables).  subdir must be a static string.
+ */
+void	queue_writer_set_dir(struct queue_writer *w, const char *subdir);
 /* Throw away the tmp file and free w (also after queue_writer_finish()). */
 void	queue_writer_abort(struct queue_writer **w);
 

@@ -37,24 +37,13 @@
 #include "ioloop.h"
 #include "local_client.h"
 #include "fdio.h"
+#include "listener.h"
 #include "log.h"
 #include "smtpd.h"
 #include "str.h"
 #include "xmalloc.h"
 
-/* Connections accepted per readiness event of one listener. */
-#define SMTPD_ACCEPT_BATCH	64
-
-struct smtpd_listener {
-	int		 fd;
-	enum smtpd_service service;
-	struct io	*io;
-	struct timer	*pause;		/* accepting paused (EMFILE) */
-};
-
 static struct smtpd_settings *smtpd_settings;
-static struct smtpd_listener *smtpd_listeners;
-static size_t smtpd_listener_count;
 static const char *smtpd_config_path;
 static char *smtpd_pickup_path;
 static bool smtpd_stopping;
@@ -211,104 +200,25 @@ smtpd_settings_unref(struct smtpd_settings **setp)
 
 /* ---- listeners ---- */
 
-static void smtpd_accept(int fd, int events, void *ctx);
-
 static void
-smtpd_accept_resume(void *ctx)
+smtpd_accept(int fd, int kind, const struct sockaddr_storage *peer,
+    socklen_t peerlen)
 {
-	struct smtpd_listener *l = ctx;
-
-	l->pause = NULL;
-	if (l->io != NULL)
-		io_set_events(l->io, IOLOOP_READ);
+	(void)peer;
+	(void)peerlen;
+	smtpd_session_new(fd, (enum smtpd_service)kind);
 }
 
-static void
-smtpd_accept(int fd, int events, void *ctx)
+static int
+smtpd_listen_kind(const char *service)
 {
-	struct smtpd_listener *l = ctx;
-	int i;
-
-	(void)events;
-	for (i = 0; i < SMTPD_ACCEPT_BATCH && !smtpd_stopping; i++) {
-		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (c < 0) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: stop accepting for a
-				 * second instead of spinning. */
-				log_warning("accept: %m");
-				io_set_events(l->io, 0);
-				if (l->pause == NULL)
-					l->pause = timer_add(1000,
-					    smtpd_accept_resume, l);
-			} else if (errno != EAGAIN && errno != EWOULDBLOCK &&
-			    errno != EINTR && errno != ECONNABORTED)
-				log_warning("accept: %m");
-			return;
-		}
-		smtpd_session_new(c, l->service);
-	}
-}
-
-static void
-smtpd_listener_add(int fd, enum smtpd_service service)
-{
-	struct smtpd_listener *l;
-	int flags = fcntl(fd, F_GETFL);
-
-	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-		log_fatal("listener fd %d: %m", fd);
-	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-	smtpd_listeners = xreallocarray(smtpd_listeners,
-	    smtpd_listener_count + 1, sizeof(*smtpd_listeners));
-	l = &smtpd_listeners[smtpd_listener_count++];
-	memset(l, 0, sizeof(*l));
-	l->fd = fd;
-	l->service = service;
-}
-
-/* POSTERN_LISTEN="FD:SERVICE:ADDR:PORT,..." with ADDR "[v6]" or v4. */
-static void
-smtpd_listen_env(void)
-{
-	const char *env = getenv("POSTERN_LISTEN");
-	char **items;
-	size_t i;
-
-	if (env == NULL || *env == '\0')
-		return;
-	items = strv_split(env, ",");
-	for (i = 0; items[i] != NULL; i++) {
-		char *item = items[i], *svc, *rest;
-		long long fd;
-
-		rest = strchr(item, ':');
-		if (rest == NULL)
-			goto bad;
-		*rest++ = '\0';
-		svc = rest;
-		rest = strchr(svc, ':');
-		if (rest == NULL)
-			goto bad;
-		*rest = '\0';
-		if (str_to_ll(item, 0, 65535, &fd) < 0)
-			goto bad;
-		if (strcmp(svc, "smtp") == 0)
-			smtpd_listener_add((int)fd, SMTPD_SERVICE_SMTP);
-		else if (strcmp(svc, "submission") == 0)
-			smtpd_listener_add((int)fd, SMTPD_SERVICE_SUBMISSION);
-		else if (strcmp(svc, "smtps") == 0)
-			smtpd_listener_add((int)fd, SMTPD_SERVICE_SMTPS);
-		else
-			log_warning("POSTERN_LISTEN: service %s not supported "
-			    "here, ignoring fd %lld", svc, fd);
-		continue;
-bad:
-		log_fatal("bad POSTERN_LISTEN element: %s", items[i]);
-	}
-	strv_free(&items);
+	if (strcmp(service, "smtp") == 0)
+		return SMTPD_SERVICE_SMTP;
+	if (strcmp(service, "submission") == 0)
+		return SMTPD_SERVICE_SUBMISSION;
+	if (strcmp(service, "smtps") == 0)
+		return SMTPD_SERVICE_SMTPS;
+	return -1;
 }
 
 static void
@@ -323,23 +233,7 @@ smtpd_listen_pickup(void)
 		log_error("%s: %m; no local submission", smtpd_pickup_path);
 		return;
 	}
-	smtpd_listener_add(fd, SMTPD_SERVICE_PICKUP);
-}
-
-static void
-smtpd_listeners_close(void)
-{
-	size_t i;
-
-	for (i = 0; i < smtpd_listener_count; i++) {
-		struct smtpd_listener *l = &smtpd_listeners[i];
-
-		io_remove(&l->io);
-		timer_remove(&l->pause);
-		close(l->fd);
-		l->fd = -1;
-	}
-	smtpd_listener_count = 0;
+	listener_add(fd, SMTPD_SERVICE_PICKUP);
 }
 
 /* ---- signals ---- */
@@ -385,7 +279,7 @@ smtpd_sigterm(int signo, void *ctx)
 	log_info("terminating on signal %d", signo);
 	smtpd_stopping = true;
 	smtpd_stop_deadline = ioloop_now_ms() + SMTPD_SHUTDOWN_WAIT * 1000;
-	smtpd_listeners_close();
+	listener_close_all();
 	smtpd_sessions_shutdown();
 	/* Deliveries at accept under way finish first (in-flight work). */
 	local_client_shutdown();
@@ -404,7 +298,6 @@ smtpd_usage(void)
 int
 main(int argc, char **argv)
 {
-	size_t i;
 	int ch;
 
 	smtpd_config_path = getenv("POSTERN_CONFIG");
@@ -431,14 +324,12 @@ main(int argc, char **argv)
 	 * move the socket (smtpd_sasl_path takes a restart). */
 	auth_client_init(cfg_get("smtpd_sasl_path"));
 
-	smtpd_listen_env();
+	listener_add_env(smtpd_listen_kind);
 	smtpd_listen_pickup();
-	if (smtpd_listener_count == 0)
+	if (listener_count() == 0)
 		log_fatal("no listeners (POSTERN_LISTEN unset, no pickup "
 		    "socket)");
-	for (i = 0; i < smtpd_listener_count; i++)
-		smtpd_listeners[i].io = io_add(smtpd_listeners[i].fd,
-		    IOLOOP_READ, smtpd_accept, &smtpd_listeners[i]);
+	listener_start(smtpd_accept);
 
 	/* Signals first: the worker threads inherit the blocked mask, so
 	 * signalfd sees every signal. */

@@ -12,7 +12,11 @@
  *   smtpd_data.c     DATA/BDAT into the queue file, header scan, delivery
  *                    at accept (local_client.h), commit pool (fsync off
  *                    the event loop)
- *   smtpd_check.c    recipient, relay and sender decisions
+ *   smtpd_check.c    smtpd_*_restrictions: relay, sender, recipient
+ *                    decisions, lookups off the loop
+ *   smtpd_access.c   access(5) tables, where an address goes
+ *   smtpd_rbl.c      DNS block lists
+ *   smtpd_policy.c   policy servers (check_policy_service)
  *   smtpd_auth.c     SMTP AUTH (RFC 4954) through the auth service
  */
 #ifndef POSTERN_SMTPD_H
@@ -89,10 +93,8 @@ struct smtpd_settings {
 	bool		 plaintext_loopback; /* plaintext_auth_loopback */
 	bool		 submission_auth; /* submission_auth_required */
 	bool		 delay_reject;	/* smtpd_delay_reject */
-	/* permit_sasl_authenticated lets clients relay, see smtpd_check.c */
-	bool		 sasl_relay;
-	/* smtpd_sender_restrictions and smtpd_sender_login_maps */
-	struct smtpd_sender_checks *sender_checks;
+	/* smtpd_*_restrictions, their tables and codes (smtpd_check.c) */
+	struct smtpd_restrictions *restrictions;
 };
 
 /* smtpd_tls_security_level (Dovecot's ssl = no maps to NONE). */
@@ -128,7 +130,9 @@ enum smtpd_state {
 	SMTPD_STATE_TLS,	/* 220 to STARTTLS going out, then handshake */
 	SMTPD_STATE_CLOSE,	/* flushing the last replies, then close */
 	SMTPD_STATE_AUTH,	/* reading the client's SASL response line */
-	SMTPD_STATE_AUTH_WAIT	/* the auth service decides; input not read */
+	SMTPD_STATE_AUTH_WAIT,	/* the auth service decides; input not read */
+	SMTPD_STATE_CHECK	/* a restriction waits for DNS or a policy
+				 * server (smtpd_check.c); input not read */
 };
 
 /* SMTP protocol phase, used by the command table's allowed states. */
@@ -200,6 +204,19 @@ struct smtpd_txn {
 	struct buf	 hdrline;	/* current physical header line */
 	struct buf	 msgid;		/* Message-ID, for the log */
 	bool		 ends_in_lf;	/* last byte written was LF */
+	/* Header address rewriting (smtpd_data.c, rewrite.h): the first
+	 * hdr_pending bytes of hdrline are an address field held back
+	 * until its continuation lines are in. */
+	bool		 rewrite_hdrs;
+	size_t		 hdr_pending;
+	/* Restrictions (smtpd_check.c): the sender as the client gave it
+	 * (qualified; t->sender is the rewritten one), DISCARD and HOLD
+	 * actions that apply to the whole message, and their reasons. */
+	char		*sender_given;
+	bool		 discard;
+	bool		 hold;
+	char		*last_rcpt;	/* last accepted RCPT, for the log */
+	char		**prepend;	/* PREPEND headers, NULL-terminated */
 };
 
 struct smtpd_session {
@@ -261,6 +278,8 @@ struct smtpd_session {
 	bool		 dead;		/* free at end of callback */
 	bool		 shutdown;	/* SIGTERM: 421 when idle */
 	int		 busy;		/* callback depth */
+	/* restriction lookups under way and their answers (smtpd_check.c) */
+	struct smtpd_check_state *check;
 	struct smtpd_session *prev, *next;
 };
 
@@ -270,6 +289,12 @@ struct smtpd_session {
  * the TLS handshake when smtps).
  */
 void	smtpd_session_new(int fd, enum smtpd_service service);
+/*
+ * The client is identified (smtpd_check_connect() is done): log
+ * "connect from", apply the session limits and send the greeting, or the
+ * refusal smtpd_check_denied() holds.  May free s.
+ */
+void	smtpd_session_connected(struct smtpd_session *s);
 /*
  * STARTTLS accepted (its 220 queued): drop the input pipelined after it
  * (RFC 3207 §4.2, DESIGN §8), send the 220, then do the handshake.
@@ -343,6 +368,11 @@ bool	smtpd_data_failed(const struct smtpd_session *s);
  * frees the transaction and returns to SMTPD_STATE_CMD.
  */
 void	smtpd_data_end(struct smtpd_session *s);
+/*
+ * The message passed smtpd_check_eod(): deliver at accept or commit, as
+ * smtpd_data_end() does (for a session parked by that check).
+ */
+void	smtpd_data_accept(struct smtpd_session *s);
 /* Log "QID: from=<S>, size=N, nrcpt=K (queue active)" once. */
 void	smtpd_data_log_from(struct smtpd_session *s);
 /* The error reply for a failed transaction (status != OK). */
@@ -351,35 +381,220 @@ const char *smtpd_data_error_reply(const struct smtpd_session *s);
 void	smtpd_data_log_reject(struct smtpd_session *s, const char *stage,
 	    const char *reply);
 
-/* smtpd_check.c */
+/* smtpd_check.c: smtpd_*_restrictions with Postfix's semantics */
 struct smtpd_lrm *smtpd_check_lrm_new(void);
 void	smtpd_check_lrm_free(struct smtpd_lrm **lrm);
 /*
- * Decide on a recipient (already parsed, qualified).  bare: the client
- * sent "postmaster" without a domain (always accepted).  Returns 0 to
- * accept, or -1 with *reply_r (malloc'ed) a complete reply line such as
- * "550 5.1.1 ...".
- */
-int	smtpd_check_rcpt(struct smtpd_session *s, const char *addr,
-	    bool bare, char **reply_r);
-/* Log "NOQUEUE: reject: CMD from NAME[ADDR]: REPLY; from=<> to=<> ..." */
-void	smtpd_check_log_reject(struct smtpd_session *s, const char *cmd,
-	    const char *reply, const char *rcpt);
-/*
- * Fill set->sasl_relay and set->sender_checks from the configuration
- * (smtpd_relay_restrictions, smtpd_recipient_restrictions,
- * smtpd_sender_restrictions, smtpd_sender_login_maps); the free
- * function releases what it made.
+ * Compile set->restrictions from the configuration (the restriction
+ * lists, their tables, policy servers and reply codes); also (re)reads
+ * the DNS and address rewriting settings.  The free function releases
+ * what it made.
  */
 void	smtpd_check_settings_load(struct smtpd_settings *set);
 void	smtpd_check_settings_free(struct smtpd_settings *set);
 /*
- * smtpd_sender_restrictions for the envelope sender (qualified, "" for
- * the null sender): the SASL login checks of Postfix.  Returns 0 to go
- * on, or -1 with *reply_r (malloc'ed) a complete reply line.
+ * A new connection: the client's name (reverse DNS, forward-confirmed)
+ * and, with smtpd_delay_reject = no, the client restrictions.  Returns
+ * true when a lookup parked the session (SMTPD_STATE_CHECK); it then
+ * calls smtpd_session_connected() itself.  false: call it now.
  */
-int	smtpd_check_sender(struct smtpd_session *s, const char *sender,
+bool	smtpd_check_connect(struct smtpd_session *s);
+/* The reply that refused the client at connect, or NULL. */
+const char *smtpd_check_denied(const struct smtpd_session *s);
+/* The session ends; a lookup still running is forgotten. */
+void	smtpd_check_session_free(struct smtpd_session *s);
+/*
+ * A command handler got SMTPD_CHECK pending (the session is in
+ * SMTPD_STATE_CHECK): keep its line to run it again with the answer.
+ */
+void	smtpd_check_save_line(struct smtpd_session *s, const char *line,
+	    size_t len);
+/* MAIL accepted: a new transaction for policy servers ("instance"). */
+void	smtpd_check_new_txn(struct smtpd_session *s);
+/*
+ * The checks of one command.  Each returns 0 to go on, -1 with *reply_r
+ * (malloc'ed, already logged as a "reject" line) to refuse, or 1 when a
+ * lookup parked the session: the handler returns without a reply and the
+ * command runs again when the answer is in.
+ *
+ *   helo: HELO/EHLO (cmd) with smtpd_delay_reject = no
+ *   mail: MAIL with smtpd_delay_reject = no; sender as given, qualified
+ *   rcpt: RCPT or VRFY (cmd); addr qualified, raw as the client sent it;
+ *         bare: "postmaster" without a domain (RFC 5321 §4.5.1: always
+ *         accepted).  On 0, *addrs_r (when not NULL) gets the final
+ *         recipients after virtual alias expansion (a NULL-terminated
+ *         strv), and DISCARD/HOLD actions mark s->txn.
+ *   data: DATA or BDAT (cmd), smtpd_data_restrictions
+ */
+int	smtpd_check_helo(struct smtpd_session *s, const char *cmd,
+	    const char *helo, char **reply_r);
+int	smtpd_check_mail(struct smtpd_session *s, const char *sender,
 	    char **reply_r);
+int	smtpd_check_rcpt(struct smtpd_session *s, const char *cmd,
+	    const char *addr, const char *raw, bool bare, char ***addrs_r,
+	    char **reply_r);
+int	smtpd_check_data(struct smtpd_session *s, const char *cmd,
+	    char **reply_r);
+/*
+ * End of the message, before the commit (smtpd_data_end): the
+ * end-of-data restrictions, DISCARD (the message is dropped, the client
+ * told 250) and HOLD (the file goes to hold/).  Returns 0 to commit as
+ * usual, 1 when the transaction ended here or a lookup parked the
+ * session (smtpd_data_accept() follows when it answers).
+ */
+int	smtpd_check_eod(struct smtpd_session *s);
+
+/* smtpd_access.c: access(5) tables and where an address goes */
+#define SMTPD_CLASS_SENDER	"Sender address"
+#define SMTPD_CLASS_RECIPIENT	"Recipient address"
+
+struct smtpd_access_map;
+/* A table named in a restriction; opened now (a failure is logged and
+ * retried at each use), re-read when its file changes. */
+struct smtpd_access_map *smtpd_access_map_new(const char *spec);
+void	smtpd_access_map_free(struct smtpd_access_map **am);
+const char *smtpd_access_map_spec(const struct smtpd_access_map *am);
+/*
+ * Lookups: 1 with *value_r (malloc'ed), 0 not found, -1 the table is
+ * unusable (logged).  find: one key.  find_domain: a host or domain
+ * name and its parents.  find_ip: an address and its shorter network
+ * prefixes.  find_host: find_domain(name) unless "unknown", then
+ * find_ip(ip).  find_mail: a mail address in access(5) order.
+ */
+int	smtpd_access_find(struct smtpd_access_map *am, const char *key,
+	    char **value_r);
+int	smtpd_access_find_domain(struct smtpd_access_map *am,
+	    const char *domain, char **value_r);
+int	smtpd_access_find_ip(struct smtpd_access_map *am, const char *ip,
+	    char **value_r);
+int	smtpd_access_find_host(struct smtpd_access_map *am, const char *name,
+	    const char *ip, char **value_r);
+int	smtpd_access_find_mail(struct smtpd_access_map *am, const char *addr,
+	    char **value_r);
+/* Whether $parent_domain_matches_subdomains names param. */
+bool	smtpd_access_parent_style(const char *param);
+/* A quoted local part without quotes and backslashes; malloc'ed. */
+char	*smtpd_access_unquote(const char *local);
+
+enum smtpd_access_verb {
+	SMTPD_ACCESS_DUNNO = 0,
+	SMTPD_ACCESS_OK,		/* OK, RELAY, PERMIT, all digits */
+	SMTPD_ACCESS_REJECT,
+	SMTPD_ACCESS_DEFER,
+	SMTPD_ACCESS_DEFER_IF_REJECT,
+	SMTPD_ACCESS_DEFER_IF_PERMIT,
+	SMTPD_ACCESS_DISCARD,
+	SMTPD_ACCESS_HOLD,
+	SMTPD_ACCESS_WARN,
+	SMTPD_ACCESS_INFO,
+	SMTPD_ACCESS_PREPEND,		/* PREPEND header: text */
+	SMTPD_ACCESS_IGNORED,		/* FILTER, REDIRECT, BCC */
+	SMTPD_ACCESS_CODE,		/* 4NN text, 5NN text */
+	SMTPD_ACCESS_RESTRICTIONS,	/* a list of restrictions */
+	SMTPD_ACCESS_BAD		/* a lookup table in the answer */
+};
+
+struct smtpd_access_action {
+	enum smtpd_access_verb verb;
+	int		 code;		/* SMTPD_ACCESS_CODE */
+	const char	*word;		/* the first word of the value */
+	size_t		 word_len;
+	const char	*text;		/* what follows it (borrowed) */
+};
+
+/* What a table answer means (access(5)); a points into value. */
+void	smtpd_access_parse(const char *value, struct smtpd_access_action *a);
+/*
+ * A text that starts with an RFC 3463 status ("5.1.1 text") gives it in
+ * dsn (size bytes), else def_dsn is copied; returns the rest.
+ */
+const char *smtpd_access_dsn_split(const char *text, const char *def_dsn,
+	    char *dsn, size_t size);
+/* Make an X.1.Y status fit the reply class, as Postfix does. */
+void	smtpd_access_dsn_fix(char *dsn, const char *reply_class);
+
+enum smtpd_access_class {
+	SMTPD_CLASS_LOCAL,		/* $mydestination, interfaces */
+	SMTPD_CLASS_VIRTUAL_ALIAS,	/* $virtual_alias_domains */
+	SMTPD_CLASS_VIRTUAL_MAILBOX,	/* $virtual_mailbox_domains */
+	SMTPD_CLASS_RELAY,		/* $relay_domains */
+	SMTPD_CLASS_DEFAULT		/* anywhere else */
+};
+
+struct smtpd_route_opts {
+	bool	 swap_bangpath;		/* site!user is user@site */
+	bool	 percent_hack;		/* user%site is user@site */
+	bool	 untrusted_routing;	/* allow_untrusted_routing */
+};
+
+struct smtpd_access_route {
+	char	*addr;			/* the address it resolves to */
+	char	*domain;		/* its domain, lower case */
+	enum smtpd_access_class cls;
+	bool	 routed;		/* the sender chose the route */
+};
+
+/* Where addr goes (Postfix's trivial-rewrite resolve); free the route. */
+void	smtpd_access_resolve(const char *addr,
+	    const struct smtpd_route_opts *o, struct smtpd_access_route *r);
+void	smtpd_access_route_free(struct smtpd_access_route *r);
+enum smtpd_access_class smtpd_access_domain_class(const char *domain);
+/* Is domain in the domain list param (relay_domains...)? */
+bool	smtpd_access_domain_listed(const char *param, const char *domain);
+
+/* smtpd_rbl.c: DNS block lists */
+struct smtpd_rbl_result {
+	int		 status;	/* enum dns_status */
+	const char	*why;		/* static text on failure */
+	char		**addrs;	/* A records (DNS_OK) */
+	char		*txt;		/* TXT records joined, or NULL */
+};
+
+/* The query for an IP address or a domain (of an address) in zone;
+ * NULL when there is nothing to ask.  Malloc'ed. */
+char	*smtpd_rbl_query_addr(const char *ip, const char *zone);
+char	*smtpd_rbl_query_domain(const char *what, const char *zone);
+/* 1 addr matches "127.0.0.[2..11]", 0 no, -1 bad pattern. */
+int	smtpd_rbl_pattern_match(const char *pattern, const char *addr);
+bool	smtpd_rbl_pattern_valid(const char *pattern);
+/* Some answer matches pattern (NULL: any answer lists). */
+bool	smtpd_rbl_listed(const char *pattern, char *const *addrs);
+/* Blocking: A, then TXT when listed (worker threads). */
+void	smtpd_rbl_lookup(const char *query, struct smtpd_rbl_result *res);
+void	smtpd_rbl_result_free(struct smtpd_rbl_result *res);
+
+struct smtpd_rbl_vars {
+	const char	*code, *cls, *what, *domain, *reason;
+	const char	*client_address, *client_name, *helo_name;
+	const char	*sender, *recipient;
+};
+/* A reply template ($rbl_code ... ${rbl_reason?; $rbl_reason});
+ * malloc'ed, or NULL when it does not parse. */
+char	*smtpd_rbl_expand(const char *template,
+	    const struct smtpd_rbl_vars *v);
+
+/* smtpd_policy.c: Postfix's policy delegation protocol, client side */
+struct smtpd_policy_server;
+/* "inet:host:port" or "unix:path"; NULL + *error_r when malformed. */
+struct smtpd_policy_server *smtpd_policy_server_new(const char *spec,
+	    const char **error_r);
+void	smtpd_policy_server_free(struct smtpd_policy_server **ps);
+const char *smtpd_policy_server_spec(const struct smtpd_policy_server *ps);
+/* $smtpd_policy_service_default_action, used when the server fails. */
+const char *smtpd_policy_default_action(const struct smtpd_policy_server
+	    *ps);
+/* Append "name=value\n" (line ends in value replaced). */
+void	smtpd_policy_attr(struct buf *b, const char *name, const char *value);
+/*
+ * Blocking, for a worker thread: send request (attribute lines and the
+ * empty line), return 0 with the "action=" value in *action_r
+ * (malloc'ed), or -1 with why (a short text for the log).
+ */
+int	smtpd_policy_query(struct smtpd_policy_server *ps,
+	    const char *request, char **action_r, char *why, size_t why_size);
+/* Parse an answer block: 0 with *action_r, -1 malformed. */
+int	smtpd_policy_parse_reply(const char *data, size_t len,
+	    char **action_r);
 
 /* smtpd_auth.c */
 /* AUTH is offered in EHLO (listener, smtpd_tls_auth_only, TLS). */

@@ -10,7 +10,16 @@
  *
  * The transaction (struct smtpd_txn) lives from MAIL to the end of the
  * message, RSET or HELO/EHLO.  Message bytes are smtpd_data.c's job,
- * recipient policy smtpd_check.c's.
+ * restrictions smtpd_check.c's.  A check that must wait for DNS or a
+ * policy server parks the session (SMTPD_STATE_CHECK) and the handler
+ * returns without a reply; smtpd_cmd_execute() keeps the line and runs
+ * the command again when the answer is in, so a handler does nothing
+ * before its checks that it could not do twice.
+ *
+ * Envelope addresses are rewritten here (rewrite.h): the sender with
+ * canonical maps and masquerading at MAIL, each recipient with canonical
+ * and virtual alias maps at RCPT, where one RCPT may become several
+ * recipients (each keeps the address the client gave as its ORCPT).
  */
 #include "config.h"
 
@@ -22,6 +31,7 @@
 #include "limits_pst.h"
 #include "local_client.h"
 #include "log.h"
+#include "rewrite.h"
 #include "smtpd.h"
 #include "str.h"
 #include "xmalloc.h"
@@ -35,6 +45,8 @@
 
 /* RFC 3461 §4.4: at most 100 characters of ENVID. */
 #define SMTPD_MAX_ENVID		100
+/* Recipients one transaction stores after virtual alias expansion. */
+#define SMTPD_MAX_TXN_RCPTS	(10 * 1000)
 
 struct smtpd_cmd {
 	const char	*name;
@@ -135,6 +147,9 @@ smtpd_txn_free(struct smtpd_txn **tp)
 	}
 	free(t->rcpts);
 	free(t->sender);
+	free(t->sender_given);
+	free(t->last_rcpt);
+	strv_free(&t->prepend);
 	free(t->params);
 	buf_free(&t->decoded);
 	buf_free(&t->hdrline);
@@ -164,10 +179,21 @@ static bool
 smtpd_hello(struct smtpd_session *s, struct smtpd_command *cmd,
     const char *verb)
 {
+	char *reply = NULL;
+	int r;
+
 	/* The hostname goes into the Received header and the C record:
 	 * no control characters (TAB included). */
 	if (cmd->args[0] == '\0' || smtpd_has_ctrl(cmd->args)) {
 		smtpd_session_reply(s, "501 Syntax: %s hostname", verb);
+		return false;
+	}
+	/* smtpd_delay_reject = no: smtpd_helo_restrictions now. */
+	r = smtpd_check_helo(s, verb, cmd->args, &reply);
+	if (r != 0) {
+		if (r < 0)
+			smtpd_session_reply(s, "%s", reply);
+		free(reply);
 		return false;
 	}
 	free(s->helo);
@@ -368,21 +394,29 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 	sender = addr_qualify(addr);
 	/* smtpd_delay_reject = no: sender restrictions now, else at each
 	 * RCPT (Postfix). */
-	if (!s->set->delay_reject &&
-	    smtpd_check_sender(s, sender, &reply) < 0) {
-		char helo[256];
-		const char *h = s->helo != NULL ? s->helo : "";
-
-		log_escape(helo, sizeof(helo), h, strlen(h));
-		log_info("NOQUEUE: reject: MAIL from %s: %s; from=<%s> "
-		    "proto=%s helo=<%s>", smtpd_session_client(s), reply,
-		    sender, smtpd_session_proto(s), helo);
+	switch (smtpd_check_mail(s, sender, &reply)) {
+	case 0:
+		break;
+	case 1:
+		goto out;	/* parked: the command runs again */
+	default:
 		smtpd_session_reply(s, "%s", reply);
 		goto out;
 	}
+	{
+		const char *why = NULL;
+		char *rewritten = rewrite_sender(sender, &why);
 
-	t = smtpd_txn_new();
-	t->sender = sender;
+		if (rewritten == NULL) {
+			log_warning("sender <%s>: %s", sender, why);
+			smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary "
+			    "lookup failure", sender);
+			goto out;
+		}
+		t = smtpd_txn_new();
+		t->sender = rewritten;
+	}
+	t->sender_given = sender;
 	sender = NULL;
 	t->smtputf8 = smtputf8;
 	t->size_declared = size;
@@ -399,6 +433,7 @@ smtpd_cmd_mail(struct smtpd_session *s, struct smtpd_command *cmd)
 	t->params = xstrdup(f.len > 0 ? buf_cstr(&f) + 1 : "");
 	buf_free(&f);
 	s->txn = t;
+	smtpd_check_new_txn(s);
 	s->phase = SMTPD_PHASE_MAIL;
 	smtpd_session_reply(s, "250 2.1.0 Ok");
 out:
@@ -486,6 +521,44 @@ smtpd_is_postmaster(const char *addr)
 	return str_case_eq(addr, "postmaster");
 }
 
+/*
+ * Store one recipient.  Like Postfix's cleanup, the same recipient with
+ * the same DSN parameters twice in one transaction is stored once.
+ */
+static void
+smtpd_cmd_add_rcpt(struct smtpd_txn *t, const char *addr,
+    const char *notify, const char *orcpt)
+{
+	struct smtpd_rcpt *r;
+	struct buf rec;
+	char *norm, *key;
+	size_t j;
+
+	buf_init(&rec, 0);
+	if (notify != NULL)
+		buf_printf(&rec, "\tNOTIFY=%s", notify);
+	if (orcpt != NULL)
+		buf_printf(&rec, "\tORCPT=%s", orcpt);
+	norm = addr_normalize(addr);
+	key = xasprintf("%s%s", norm, buf_cstr(&rec));
+	free(norm);
+	for (j = 0; j < t->rcpt_count; j++)
+		if (strcmp(t->rcpts[j].key, key) == 0)
+			break;
+	if (j < t->rcpt_count) {
+		free(key);
+		buf_free(&rec);
+		return;
+	}
+	t->rcpts = xreallocarray(t->rcpts, t->rcpt_count + 1,
+	    sizeof(*t->rcpts));
+	r = &t->rcpts[t->rcpt_count++];
+	r->addr = xstrdup(addr);
+	r->record = xasprintf("%s%s", addr, buf_cstr(&rec));
+	r->key = key;
+	buf_free(&rec);
+}
+
 static void
 smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 {
@@ -493,10 +566,8 @@ smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 	struct smtpd_txn *t = s->txn;
 	const char *path, *rest, *error;
 	char *addr = NULL, *copy = NULL, *notify = NULL, *orcpt = NULL;
-	char *qualified = NULL, *reply = NULL, *norm, *key;
-	struct smtpd_rcpt *r;
-	struct buf rec;
-	size_t j;
+	char *qualified = NULL, *reply = NULL, **final = NULL;
+	size_t f;
 	int i, n;
 
 	if (t->rcpt_accepted >= s->set->rcpt_limit) {
@@ -549,44 +620,43 @@ smtpd_cmd_rcpt(struct smtpd_session *s, struct smtpd_command *cmd)
 	/* Bare "user" and "postmaster" get @$myorigin (RFC 5321 §4.5.1
 	 * requires "postmaster" without a domain to be accepted). */
 	qualified = addr_qualify(addr);
-	if ((s->set->delay_reject &&
-	    smtpd_check_sender(s, t->sender, &reply) < 0) ||
-	    smtpd_check_rcpt(s, qualified, smtpd_is_postmaster(addr),
-	    &reply) < 0) {
-		smtpd_check_log_reject(s, "RCPT", reply, qualified);
+	switch (smtpd_check_rcpt(s, "RCPT", qualified, addr,
+	    smtpd_is_postmaster(addr), &final, &reply)) {
+	case 0:
+		break;
+	case 1:
+		goto out;	/* parked: the command runs again */
+	default:
 		smtpd_session_reply(s, "%s", reply);
 		goto out;
 	}
-	buf_init(&rec, 0);
-	if (notify != NULL)
-		buf_printf(&rec, "\tNOTIFY=%s", notify);
-	if (orcpt != NULL)
-		buf_printf(&rec, "\tORCPT=%s", orcpt);
-	/* Like Postfix's cleanup: the same recipient with the same DSN
-	 * parameters twice in one transaction is stored once. */
-	norm = addr_normalize(qualified);
-	key = xasprintf("%s%s", norm, buf_cstr(&rec));
-	free(norm);
-	for (j = 0; j < t->rcpt_count; j++)
-		if (strcmp(t->rcpts[j].key, key) == 0)
-			break;
-	if (j < t->rcpt_count) {
-		free(key);
-		buf_free(&rec);
-	} else {
-		t->rcpts = xreallocarray(t->rcpts, t->rcpt_count + 1,
-		    sizeof(*t->rcpts));
-		r = &t->rcpts[t->rcpt_count++];
-		r->addr = qualified;
-		r->record = xasprintf("%s%s", qualified, buf_cstr(&rec));
-		r->key = key;
-		qualified = NULL;
-		buf_free(&rec);
+	if (t->rcpt_count + strv_len(final) > SMTPD_MAX_TXN_RCPTS) {
+		smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
+		goto out;
 	}
+	for (f = 0; final[f] != NULL; f++) {
+		char *o = orcpt;
+
+		/* The address the client gave, for DSNs and the log's
+		 * orig_to (RFC 3461 §4.2 lets the MTA add it). */
+		if (o == NULL && strcmp(final[f], qualified) != 0) {
+			char *x = xtext_encode(qualified, strlen(qualified));
+
+			o = xasprintf("rfc822;%s", x);
+			free(x);
+		}
+		smtpd_cmd_add_rcpt(t, final[f], notify, o);
+		if (o != orcpt)
+			free(o);
+	}
+	free(t->last_rcpt);
+	t->last_rcpt = qualified;
+	qualified = NULL;
 	t->rcpt_accepted++;
 	s->phase = SMTPD_PHASE_RCPT;
 	smtpd_session_reply(s, "250 2.1.5 Ok");
 out:
+	strv_free(&final);
 	free(reply);
 	free(qualified);
 	free(notify);
@@ -600,6 +670,8 @@ out:
 static void
 smtpd_cmd_data(struct smtpd_session *s, struct smtpd_command *cmd)
 {
+	char *reply = NULL;
+
 	if (cmd->args[0] != '\0') {
 		smtpd_session_reply(s, "501 5.5.4 Syntax: DATA");
 		smtpd_session_count_stat(s, SMTPD_STAT_DATA, false);
@@ -610,6 +682,17 @@ smtpd_cmd_data(struct smtpd_session *s, struct smtpd_command *cmd)
 		smtpd_session_reply(s, "503 5.5.1 Error: DATA command in "
 		    "BDAT transaction");
 		smtpd_session_count_stat(s, SMTPD_STAT_DATA, false);
+		return;
+	}
+	switch (smtpd_check_data(s, "DATA", &reply)) {
+	case 0:
+		break;
+	case 1:
+		return;		/* parked: the command runs again */
+	default:
+		smtpd_session_reply(s, "%s", reply);
+		smtpd_session_count_stat(s, SMTPD_STAT_DATA, false);
+		free(reply);
 		return;
 	}
 	if (smtpd_data_begin(s) < 0) {
@@ -663,6 +746,18 @@ smtpd_cmd_bdat(struct smtpd_session *s, struct smtpd_command *cmd)
 		smtpd_bdat_discard(s, "503 5.5.1 Error: need RCPT command");
 	else {
 		if (!s->txn->bdat) {
+			char *reply = NULL;
+
+			switch (smtpd_check_data(s, "BDAT", &reply)) {
+			case 0:
+				break;
+			case 1:
+				return;	/* parked: runs again */
+			default:
+				smtpd_bdat_discard(s, reply);
+				free(reply);
+				return;
+			}
 			s->txn->bdat = true;
 			if (smtpd_data_begin(s) < 0) {
 				smtpd_bdat_discard(s, "451 4.3.0 Error: queue "
@@ -728,12 +823,17 @@ smtpd_cmd_vrfy(struct smtpd_session *s, struct smtpd_command *cmd)
 		return;
 	}
 	qualified = addr_qualify(addr);
-	if (smtpd_check_rcpt(s, qualified, smtpd_is_postmaster(addr),
-	    &reply) < 0) {
-		smtpd_check_log_reject(s, "VRFY", reply, qualified);
-		smtpd_session_reply(s, "%s", reply);
-	} else
+	switch (smtpd_check_rcpt(s, "VRFY", qualified, addr,
+	    smtpd_is_postmaster(addr), NULL, &reply)) {
+	case 0:
 		smtpd_session_reply(s, "252 2.0.0 %s", qualified);
+		break;
+	case 1:
+		break;		/* parked: the command runs again */
+	default:
+		smtpd_session_reply(s, "%s", reply);
+		break;
+	}
 	free(reply);
 	free(qualified);
 	free(addr);
@@ -884,6 +984,14 @@ smtpd_cmd_execute(struct smtpd_session *s, const char *line, size_t len)
 		return;
 	}
 	s->last_cmd = c->name;
+	if (smtpd_check_denied(s) != NULL && c->stat != SMTPD_STAT_QUIT) {
+		/* smtpd_client_restrictions refused the client at connect
+		 * (smtpd_delay_reject = no); RFC 5321 §3.1 lets it QUIT. */
+		smtpd_session_count_stat(s, c->stat, false);
+		smtpd_session_reply(s, "503 5.7.0 Error: access denied for %s",
+		    smtpd_session_client(s));
+		return;
+	}
 	if ((c->flags & SMTPD_CMD_F_HELO) && s->phase == SMTPD_PHASE_INIT &&
 	    s->set->helo_required) {
 		smtpd_session_count_stat(s, c->stat, false);
@@ -896,6 +1004,12 @@ smtpd_cmd_execute(struct smtpd_session *s, const char *line, size_t len)
 		return;
 	}
 	c->run(s, &cmd);
+	if (s->state == SMTPD_STATE_CHECK) {
+		/* A restriction waits for a lookup: run it all again then
+		 * (the line, not the parsed copy, which the parser cut). */
+		smtpd_check_save_line(s, line, len);
+		return;
+	}
 	if (!(c->flags & SMTPD_CMD_F_NOCOUNT))
 		smtpd_session_count_stat(s, c->stat, s->last_code < 400);
 	if (c->flags & SMTPD_CMD_F_FLUSH)

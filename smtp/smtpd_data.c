@@ -16,6 +16,18 @@
  * many sessions' fsyncs proceed concurrently (workpool.h); the session
  * stays parked until the worker reports back.  Only then is 250 sent.
  *
+ * Address rewriting (rewrite.h), as Postfix's cleanup does it: the
+ * envelope is already rewritten by the RCPT/MAIL handlers; here BCC
+ * recipients ($always_bcc, $sender_bcc_maps, $recipient_bcc_maps, with
+ * NOTIFY=NEVER so that the sender never learns of them, and expanded by
+ * $virtual_alias_maps) are added to the envelope before it is written,
+ * and, when canonical mapping or masquerading is set for header classes
+ * and the client is one $local_header_rewrite_clients names, address
+ * header fields are held back until their continuation lines are in,
+ * then written rewritten (only the addresses that change; folding,
+ * display names and comments stay).  Without those settings the header
+ * path costs nothing more.
+ *
  * Delivery at accept (local_delivery_at_accept, doc/internals.md): when a
  * recipient is local, the complete but not yet durable file in tmp/ID is
  * first handed to local (local_client.h) while the session stays parked.
@@ -26,8 +38,10 @@
 #include "config.h"
 
 #include <sys/time.h>
+#include <sys/types.h>
 
 #include <errno.h>
+#include <ifaddrs.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +51,12 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "cfg.h"
 #include "ioloop.h"
 #include "local_client.h"
 #include "log.h"
 #include "queue_file.h"
+#include "rewrite.h"
 #include "smtpd.h"
 #include "str.h"
 #include "workpool.h"
@@ -160,7 +176,7 @@ smtpd_data_record(struct smtpd_session *s, char type, const char *value)
 }
 
 static void
-smtpd_data_received(struct smtpd_session *s, struct buf *b)
+smtpd_data_received(struct smtpd_session *s, struct buf *b, size_t nrcpt)
 {
 	struct smtpd_txn *t = s->txn;
 	char date[64];
@@ -186,9 +202,182 @@ smtpd_data_received(struct smtpd_session *s, struct buf *b)
 		buf_printf(b, "\t(Authenticated sender: %s)\n", s->sasl_user);
 	buf_printf(b, "\tby %s (%s) with %s id %s", s->set->myhostname,
 	    s->set->mail_name, smtpd_session_proto(s), t->qid);
-	if (t->rcpt_count == 1)
+	/* The client's own recipient, not a BCC copy we added. */
+	if (nrcpt == 1)
 		buf_printf(b, "\n\tfor <%s>", t->rcpts[0].addr);
 	buf_printf(b, "; %s\n", date);
+}
+
+/* ---- address rewriting ---- */
+
+/* Is the client address one of this host's own (permit_inet_interfaces)? */
+static bool
+smtpd_data_client_is_us(const struct smtpd_session *s)
+{
+	struct ifaddrs *ifa, *a;
+	struct netaddr n;
+	bool found = false;
+
+	if (s->loopback)
+		return true;
+	if (getifaddrs(&ifa) < 0)
+		return false;
+	for (a = ifa; a != NULL && !found; a = a->ifa_next) {
+		if (a->ifa_addr != NULL &&
+		    netaddr_from_sockaddr(a->ifa_addr, &n) == 0)
+			found = netaddr_match(&n, &s->naddr);
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+/*
+ * Postfix's local_header_rewrite_clients: the header addresses of whose
+ * mail are rewritten.  Mail from other clients keeps its headers unless
+ * remote_header_rewrite_domain is set (Postfix then rewrites them too).
+ */
+static bool
+smtpd_data_rewrite_client(const struct smtpd_session *s)
+{
+	char **list;
+	size_t i;
+	bool ok = false;
+
+	if (s->local || cfg_get("remote_header_rewrite_domain")[0] != '\0')
+		return true;
+	list = cfg_get_list("local_header_rewrite_clients");
+	for (i = 0; list[i] != NULL && !ok; i++) {
+		const char *e = list[i];
+
+		if (str_case_eq(e, "permit_inet_interfaces"))
+			ok = smtpd_data_client_is_us(s);
+		else if (str_case_eq(e, "permit_mynetworks"))
+			ok = s->set->mynetworks != NULL &&
+			    netaddr_list_match(s->set->mynetworks, &s->naddr);
+		else if (str_case_eq(e, "permit_sasl_authenticated"))
+			ok = s->sasl_user != NULL;
+		else if (str_case_eq(e, "static:all") ||
+		    str_case_eq(e, "permit"))
+			ok = true;
+	}
+	cfg_list_free(&list);
+	return ok;
+}
+
+/* Add one BCC recipient unless the envelope has that address already. */
+static void
+smtpd_data_bcc_rcpt(struct smtpd_txn *t, const char *addr)
+{
+	char *norm = addr_normalize(addr);
+	struct smtpd_rcpt *r;
+	size_t i;
+
+	for (i = 0; i < t->rcpt_count; i++) {
+		char *other = addr_normalize(t->rcpts[i].addr);
+		bool same = strcmp(other, norm) == 0;
+
+		free(other);
+		if (same) {
+			free(norm);
+			return;
+		}
+	}
+	t->rcpts = xreallocarray(t->rcpts, t->rcpt_count + 1,
+	    sizeof(*t->rcpts));
+	r = &t->rcpts[t->rcpt_count++];
+	r->addr = xstrdup(addr);
+	/* postconf(5) always_bcc: "as if it was specified with
+	 * NOTIFY=NONE": no DSN tells the sender about the copy. */
+	r->record = xasprintf("%s\tNOTIFY=NEVER", addr);
+	r->key = xasprintf("%s\tNOTIFY=NEVER", norm);
+	free(norm);
+}
+
+/*
+ * The BCC recipients of the transaction, expanded by the virtual alias
+ * tables like any recipient.  Returns 0, or -1 after logging (a table
+ * failed: 451, the client tries again; a missing archive copy would be
+ * silent).
+ */
+static int
+smtpd_data_add_bcc(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	char **rcpts, **bcc = NULL;
+	const char *why = "";
+	size_t i, j, n = t->rcpt_count;
+	int ret = 0;
+
+	if (cfg_get("always_bcc")[0] == '\0' &&
+	    cfg_get("sender_bcc_maps")[0] == '\0' &&
+	    cfg_get("recipient_bcc_maps")[0] == '\0')
+		return 0;
+	rcpts = xcalloc(n + 1, sizeof(*rcpts));
+	for (i = 0; i < n; i++)
+		rcpts[i] = t->rcpts[i].addr;
+	if (rewrite_bcc_lookup(t->sender, rcpts, &bcc, &why) < 0) {
+		log_warning("%s: BCC table lookup failed: %s", t->qid, why);
+		free(rcpts);
+		return -1;
+	}
+	free(rcpts);
+	for (i = 0; bcc[i] != NULL && ret == 0; i++) {
+		char **addrs = NULL;
+		int rc = rewrite_recipient(bcc[i], &addrs, &why);
+
+		if (rc < 0) {
+			log_warning("%s: BCC <%s>: %s", t->qid, bcc[i], why);
+			ret = -1;
+		} else if (rc == 0)
+			log_warning("%s: BCC <%s> dropped: %s", t->qid,
+			    bcc[i], why);
+		for (j = 0; rc > 0 && addrs[j] != NULL; j++) {
+			if (t->rcpt_count >= s->set->rcpt_limit +
+			    (size_t)MAX_ALIAS_EXPANSION)
+				break;
+			smtpd_data_bcc_rcpt(t, addrs[j]);
+		}
+		strv_free(&addrs);
+	}
+	strv_free(&bcc);
+	return ret;
+}
+
+/*
+ * Write the address field held in hdrline (its first hdr_pending bytes,
+ * name, colon, value and continuation lines, each ending in LF),
+ * rewritten when an address in it changes, and drop it from hdrline.
+ */
+static void
+smtpd_data_flush_pending(struct smtpd_session *s)
+{
+	struct smtpd_txn *t = s->txn;
+	size_t n = t->hdr_pending, nlen = 0;
+	const char *data = t->hdrline.data, *colon;
+	char *name, *value, *nv = NULL;
+
+	if (n == 0)
+		return;
+	t->hdr_pending = 0;
+	colon = memchr(data, ':', n);
+	if (colon != NULL && memchr(data, '\0', n) == NULL &&
+	    smtpd_header_name(data, n - 1, &nlen)) {
+		name = xstrndup(data, nlen);
+		/* The value with its folding, without the last LF. */
+		value = xstrndup(colon + 1, n - 1 - (size_t)(colon + 1 - data));
+		nv = rewrite_header_value(name, value, REWRITE_HDR_CANONICAL);
+		free(name);
+		free(value);
+	}
+	if (nv == NULL)
+		smtpd_data_write(s, data, n);
+	else {
+		smtpd_data_write(s, data, (size_t)(colon + 1 - data));
+		smtpd_data_write_str(s, nv);
+		smtpd_data_write_str(s, "\n");
+		free(nv);
+	}
+	buf_consume(&t->hdrline, n);
 }
 
 int
@@ -198,7 +387,7 @@ smtpd_data_begin(struct smtpd_session *s)
 	const char *error;
 	struct timeval tv;
 	struct buf b;
-	size_t i;
+	size_t i, nrcpt;
 	int ret = 0;
 
 	t->qw = queue_writer_new(s->set->queue_dir, &error);
@@ -236,6 +425,15 @@ smtpd_data_begin(struct smtpd_session *s)
 	else if (s->sasl_user != NULL)
 		buf_printf(&b, "\tuser=%s", s->sasl_user);
 	ret |= smtpd_data_record(s, 'C', buf_cstr(&b));
+	nrcpt = t->rcpt_count;
+	if (smtpd_data_add_bcc(s) < 0) {
+		buf_free(&b);
+		queue_writer_abort(&t->qw);
+		return -1;
+	}
+	t->hdr_pending = 0;
+	t->rewrite_hdrs = rewrite_header_active(REWRITE_HDR_CANONICAL) &&
+	    smtpd_data_rewrite_client(s);
 	for (i = 0; i < t->rcpt_count; i++)
 		ret |= smtpd_data_record(s, 'R', t->rcpts[i].record);
 	ret |= queue_writer_begin_msg(t->qw);
@@ -246,7 +444,11 @@ smtpd_data_begin(struct smtpd_session *s)
 		return -1;
 	}
 	buf_reset(&b);
-	smtpd_data_received(s, &b);
+	/* PREPEND headers of access tables and policy servers come first,
+	 * above our Received: header, as Postfix writes them. */
+	for (i = 0; t->prepend != NULL && t->prepend[i] != NULL; i++)
+		buf_printf(&b, "%s\n", t->prepend[i]);
+	smtpd_data_received(s, &b, nrcpt);
 	t->status = SMTPD_DATA_OK;
 	t->received = 0;
 	t->in_headers = true;
@@ -297,6 +499,7 @@ smtpd_data_headers_end(struct smtpd_session *s, bool add_separator)
 	struct buf b;
 	time_t now = time(NULL);
 
+	smtpd_data_flush_pending(s);
 	t->in_headers = false;
 	if (!t->ends_in_lf)
 		smtpd_data_write_str(s, "\n");
@@ -339,22 +542,36 @@ static void
 smtpd_data_header_line(struct smtpd_session *s)
 {
 	struct smtpd_txn *t = s->txn;
-	const char *line = t->hdrline.data;
-	size_t len = t->hdrline.len - 1, nlen;
+	const char *line = t->hdrline.data + t->hdr_pending;
+	size_t len = t->hdrline.len - t->hdr_pending - 1, nlen;
 
-	if (len == 0) {
-		smtpd_data_headers_end(s, false);
-		smtpd_data_write(s, line, t->hdrline.len);
-	} else if ((line[0] == ' ' || line[0] == '\t') &&
+	if (len > 0 && (line[0] == ' ' || line[0] == '\t') &&
 	    t->last_was_header) {
 		/* Folded continuation (RFC 5322 §2.2.3). */
+		if (t->hdr_pending > 0) {
+			/* Part of the address field held back. */
+			t->hdr_pending = t->hdrline.len;
+			return;
+		}
 		if (t->in_msgid)
 			smtpd_data_msgid_add(t, line, len);
+		smtpd_data_write(s, line, t->hdrline.len);
+		buf_reset(&t->hdrline);
+		return;
+	}
+	if (t->hdr_pending > 0) {
+		/* The held field is complete: this line is not part of it. */
+		smtpd_data_flush_pending(s);
+		line = t->hdrline.data;
+	}
+	if (len == 0) {
+		smtpd_data_headers_end(s, false);
 		smtpd_data_write(s, line, t->hdrline.len);
 	} else if (smtpd_header_name(line, len, &nlen)) {
 		const char *colon = memchr(line, ':', len);
 
 		t->in_msgid = false;
+		t->last_was_header = true;
 		if (smtpd_name_is(line, nlen, "Date"))
 			t->have_date = true;
 		else if (smtpd_name_is(line, nlen, "From"))
@@ -374,7 +591,11 @@ smtpd_data_header_line(struct smtpd_session *s)
 			smtpd_data_msgid_add(t, colon + 1,
 			    len - (size_t)(colon + 1 - line));
 		}
-		t->last_was_header = true;
+		if (t->rewrite_hdrs && rewrite_header_is_address(line, nlen)) {
+			/* Held back until its continuation lines are in. */
+			t->hdr_pending = t->hdrline.len;
+			return;
+		}
 		smtpd_data_write(s, line, t->hdrline.len);
 	} else {
 		/* Not a header: the body starts without a separator. */
@@ -401,6 +622,16 @@ smtpd_data_input(struct smtpd_session *s, const char *data, size_t len)
 		size_t n = lf != NULL ? (size_t)(lf - data) + 1 : len;
 
 		if (buf_append(&t->hdrline, data, n) < 0) {
+			if (t->hdr_pending > 0) {
+				/* The held field and this line do not fit
+				 * together: the field goes out unchanged,
+				 * the line is tried again. */
+				smtpd_data_write(s, t->hdrline.data,
+				    t->hdr_pending);
+				buf_consume(&t->hdrline, t->hdr_pending);
+				t->hdr_pending = 0;
+				continue;
+			}
 			/* A header line over MAX_HEADER_LINE: the header
 			 * block ends here, the rest is body. */
 			smtpd_data_headers_end(s, true);
@@ -467,7 +698,10 @@ smtpd_data_log_from(struct smtpd_session *s)
 
 /* ---- delivery at accept ---- */
 
-/* qmgr's routing rule: a local recipient has no domain or one of ours. */
+/*
+ * qmgr's routing rule: a local recipient has no domain or one of ours;
+ * local delivers virtual mailbox domains too.
+ */
 static bool
 smtpd_data_has_local(const struct smtpd_txn *t)
 {
@@ -478,7 +712,8 @@ smtpd_data_has_local(const struct smtpd_txn *t)
 		char *lp, *domain;
 
 		addr_split(t->rcpts[i].addr, &lp, &domain);
-		local = domain[0] == '\0' || addr_domain_is_local(domain);
+		local = domain[0] == '\0' || addr_domain_is_local(domain) ||
+		    rewrite_is_virtual_mailbox_domain(domain);
 		free(lp);
 		free(domain);
 	}
@@ -557,7 +792,8 @@ smtpd_data_local(struct smtpd_session *s)
 	const char *error;
 	char *path;
 
-	if (!s->set->local_at_accept || !smtpd_data_has_local(t))
+	/* A held message waits in hold/ (HOLD action): no delivery. */
+	if (!s->set->local_at_accept || t->hold || !smtpd_data_has_local(t))
 		return false;
 	if (queue_writer_finish(t->qw, &error) < 0) {
 		smtpd_data_fail(s, error);
@@ -580,8 +816,18 @@ smtpd_data_end(struct smtpd_session *s)
 
 	if (t->status == SMTPD_DATA_OK && t->in_headers) {
 		/* Only headers (or nothing): finish the last line. */
-		if (t->hdrline.len > 0) {
-			if (buf_append_char(&t->hdrline, '\n') == 0)
+		if (t->hdrline.len > t->hdr_pending) {
+			int rc = buf_append_char(&t->hdrline, '\n');
+
+			if (rc < 0 && t->hdr_pending > 0) {
+				/* As in smtpd_data_input(). */
+				smtpd_data_write(s, t->hdrline.data,
+				    t->hdr_pending);
+				buf_consume(&t->hdrline, t->hdr_pending);
+				t->hdr_pending = 0;
+				rc = buf_append_char(&t->hdrline, '\n');
+			}
+			if (rc == 0)
 				smtpd_data_header_line(s);
 			else {
 				smtpd_data_headers_end(s, true);
@@ -608,6 +854,16 @@ smtpd_data_end(struct smtpd_session *s)
 		return;
 	}
 	t->msg_size = (uint64_t)queue_writer_msg_size(t->qw);
+	/* smtpd_end_of_data_restrictions, DISCARD and HOLD (smtpd_check.c);
+	 * a lookup there parks the session, smtpd_data_accept() follows. */
+	if (smtpd_check_eod(s) != 0)
+		return;
+	smtpd_data_accept(s);
+}
+
+void
+smtpd_data_accept(struct smtpd_session *s)
+{
 	if (smtpd_data_local(s))
 		return;
 	smtpd_data_commit(s);

@@ -17,7 +17,7 @@
 void
 smtpd_line_parser_init(struct smtpd_line_parser *p)
 {
-	p->skipping = false;
+	linebuf_init(&p->lb);
 	p->max = MAX_SMTP_LINE;
 }
 
@@ -25,51 +25,15 @@ int
 smtpd_line_parse(struct smtpd_line_parser *p, const char *data, size_t len,
     size_t *consumed_r, const char **line_r, size_t *line_len_r)
 {
-	const char *lf;
-	size_t skipped = 0, scan, max = p->max > 0 ? p->max : MAX_SMTP_LINE;
-
-	*consumed_r = 0;
-	if (p->skipping) {
-		lf = memchr(data, '\n', len);
-		if (lf == NULL) {
-			*consumed_r = len;
-			return 0;
-		}
-		skipped = (size_t)(lf - data) + 1;
-		p->skipping = false;
-		data += skipped;
-		len -= skipped;
-	}
-	scan = len < max ? len : max;
-	lf = memchr(data, '\n', scan);
-	if (lf != NULL) {
-		size_t n = (size_t)(lf - data);
-
-		*line_r = data;
-		*line_len_r = n > 0 && data[n - 1] == '\r' ? n - 1 : n;
-		*consumed_r = skipped + n + 1;
-		return 1;
-	}
-	if (len < max) {
-		*consumed_r = skipped;
-		return 0;
-	}
-	/* Overlong: drop it through its LF if we have it, else skip on. */
-	lf = memchr(data + max, '\n', len - max);
-	if (lf != NULL)
-		*consumed_r = skipped + (size_t)(lf - data) + 1;
-	else {
-		*consumed_r = skipped + len;
-		p->skipping = true;
-	}
-	return -1;
+	return linebuf_parse(&p->lb, data, len,
+	    p->max > 0 ? p->max : MAX_SMTP_LINE, consumed_r, line_r,
+	    line_len_r);
 }
 
 int
 smtpd_command_parse(char *line, size_t len, struct smtpd_command *cmd)
 {
-	size_t i, v;
-	char *end;
+	size_t i;
 
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->args = line + len;
@@ -83,28 +47,8 @@ smtpd_command_parse(char *line, size_t len, struct smtpd_command *cmd)
 	cmd->utf8_valid = !cmd->eight_bit || str_utf8_valid(line, len);
 
 	/* Leading white space is tolerated, as Postfix does. */
-	i = 0;
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	for (v = 0; i < len && line[i] != ' ' && line[i] != '\t'; i++) {
-		char c = line[i];
-
-		if (v + 1 >= sizeof(cmd->verb)) {
-			cmd->verb_too_long = true;
-			continue;
-		}
-		cmd->verb[v++] = c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
-	}
-	cmd->verb[v] = '\0';
-	if (cmd->verb_too_long)
-		cmd->verb[0] = '\0';
-	while (i < len && (line[i] == ' ' || line[i] == '\t'))
-		i++;
-	cmd->args = line + i;
-	end = line + len;
-	while (end > cmd->args && (end[-1] == ' ' || end[-1] == '\t'))
-		end--;
-	*end = '\0';
+	linebuf_split_command(line, len, cmd->verb, sizeof(cmd->verb),
+	    &cmd->verb_too_long, &cmd->args);
 	return 0;
 }
 

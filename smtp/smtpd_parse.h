@@ -21,11 +21,12 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "linebuf.h"
 
 /* ---- command lines ---- */
 
 struct smtpd_line_parser {
-	bool	skipping;	/* skipping an overlong line */
+	struct linebuf lb;
 	size_t	max;		/* longest line, terminator included */
 };
 
@@ -33,18 +34,9 @@ struct smtpd_line_parser {
 void	smtpd_line_parser_init(struct smtpd_line_parser *p);
 
 /*
- * Find the next command line in data[0..len).  A line ends in LF; one CR
- * before the LF is removed too.  A line (terminator included) longer than
- * p->max is an error.
- *
- * Returns 1: *line_r / *line_len_r (terminator excluded) point into data
- *            and *consumed_r bytes (terminator included) are used up;
- *         0: no complete line yet; the caller drops *consumed_r bytes
- *            (the discarded tail of an overlong line, or 0) and keeps the
- *            rest for the next call;
- *        -1: overlong line: *consumed_r bytes are dropped, the rest of the
- *            line up to its LF will be skipped by later calls.  The caller
- *            answers "500 5.5.2 Error: line too long" once.
+ * Find the next command line in data[0..len): linebuf_parse() with
+ * p->max as the bound (common/linebuf.h has the return values).  On -1
+ * the caller answers "500 5.5.2 Error: line too long" once.
  */
 int	smtpd_line_parse(struct smtpd_line_parser *p, const char *data,
 	    size_t len, size_t *consumed_r, const char **line_r,

@@ -34,6 +34,7 @@
 #include "local_client.h"
 #include "log.h"
 #include "smtpd.h"
+#include "tlsio.h"
 #include "xmalloc.h"
 
 /* Bytes asked from the kernel per read(2). */
@@ -45,7 +46,7 @@ static uint64_t smtpd_next_id = 1;
 
 static const char *const smtpd_state_names[] = {
 	"CMD", "DATA", "BDAT", "COMMIT", "LOCAL", "SLEEP", "TLS", "CLOSE",
-	"AUTH", "AUTH-WAIT"
+	"AUTH", "AUTH-WAIT", "CHECK"
 };
 
 static const char *const smtpd_stat_names[SMTPD_STAT_COUNT] = {
@@ -255,12 +256,40 @@ smtpd_session_new(int fd, enum smtpd_service service)
 	smtpd_sessions = s;
 	smtpd_nsessions++;
 
+	s->io = io_add(fd, 0, smtpd_session_io, s);
+	/* The client's name (DNS, in a worker) and, with
+	 * smtpd_delay_reject = no, the client restrictions come first;
+	 * smtpd_check.c calls smtpd_session_connected() when parked. */
+	if (smtpd_check_connect(s)) {
+		smtpd_session_done(s);
+		return;
+	}
+	smtpd_session_connected(s);
+}
+
+/* The greeting, or the refusal of smtpd_client_restrictions. */
+static void
+smtpd_session_greet(struct smtpd_session *s)
+{
+	const char *deny = smtpd_check_denied(s);
+
+	if (deny != NULL)
+		smtpd_session_reply(s, "%s", deny);
+	else
+		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
+}
+
+void
+smtpd_session_connected(struct smtpd_session *s)
+{
+	bool smtps = s->smtps;
+	int fd = s->fd;
+
 	if (s->local)
 		log_info("connect from %s uid=%ld", smtpd_session_client(s),
 		    (long)s->uid);
 	else
 		log_info("connect from %s", smtpd_session_client(s));
-	s->io = io_add(fd, 0, smtpd_session_io, s);
 	if (smtpd_nsessions > SMTPD_MAX_SESSIONS) {
 		log_warning("too many sessions (%u): rejecting %s",
 		    smtpd_nsessions, smtpd_session_client(s));
@@ -284,7 +313,7 @@ smtpd_session_new(int fd, enum smtpd_service service)
 		smtpd_session_enter_state(s, SMTPD_STATE_TLS);
 		smtpd_session_handshake(s);
 	} else {
-		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
+		smtpd_session_greet(s);
 		smtpd_session_enter_state(s, SMTPD_STATE_CMD);
 	}
 	smtpd_session_flush(s);
@@ -326,6 +355,7 @@ smtpd_session_free(struct smtpd_session *s)
 	smtpd_session_log_disconnect(s);
 	smtpd_auth_abort(s);
 	smtpd_auth_reset(s);
+	smtpd_check_session_free(s);
 	io_remove(&s->io);
 	timer_remove(&s->pending_timer);
 	tls_conn_free(&s->tls);
@@ -380,28 +410,20 @@ smtpd_session_pending(void *ctx)
 static void
 smtpd_session_update_io(struct smtpd_session *s)
 {
-	int ev = 0;
+	bool rd;
 
 	if (s->state == SMTPD_STATE_TLS && s->tls != NULL) {
 		/* Handshake: OpenSSL says what it waits for. */
-		ev = tls_conn_want(s->tls);
-		io_set_events(s->io, ev != 0 ? ev : IOLOOP_READ);
+		io_set_events(s->io, tlsio_handshake_events(s->tls));
 		return;
 	}
-	if (smtpd_session_wants_input(s)) {
-		ev |= s->tls != NULL && s->tls_rwant != 0 ? s->tls_rwant :
-		    IOLOOP_READ;
-		/* Records OpenSSL already took from the socket are
-		 * invisible to epoll: come back for them from the loop. */
-		if (s->tls != NULL && tls_conn_pending(s->tls) > 0 &&
-		    s->pending_timer == NULL)
-			s->pending_timer = timer_add(0, smtpd_session_pending,
-			    s);
-	}
-	if (s->out.len > 0)
-		ev |= s->tls != NULL && s->tls_wwant != 0 ? s->tls_wwant :
-		    IOLOOP_WRITE;
-	io_set_events(s->io, ev);
+	rd = smtpd_session_wants_input(s);
+	/* Records OpenSSL already took from the socket are invisible to
+	 * epoll: come back for them from the loop. */
+	if (rd && tlsio_pending(s->tls) && s->pending_timer == NULL)
+		s->pending_timer = timer_add(0, smtpd_session_pending, s);
+	io_set_events(s->io, tlsio_events(rd, s->tls_rwant, s->out.len > 0,
+	    s->tls_wwant));
 }
 
 /*
@@ -524,40 +546,19 @@ smtpd_session_lost(struct smtpd_session *s)
 void
 smtpd_session_flush(struct smtpd_session *s)
 {
-	size_t off = 0;
+	ssize_t n;
 
 	if (s->dead)
 		return;
 	if (s->state == SMTPD_STATE_TLS && s->tls != NULL)
 		return;		/* handshake under way: nothing to say */
-	while (off < s->out.len) {
-		ssize_t n;
-
-		if (s->tls != NULL) {
-			s->tls_wwant = 0;
-			n = tls_conn_write(s->tls, s->out.data + off,
-			    s->out.len - off);
-			if (n < 0 && errno == EAGAIN)
-				s->tls_wwant = tls_conn_want(s->tls);
-		} else
-			n = send(s->fd, s->out.data + off, s->out.len - off,
-			    MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			buf_consume(&s->out, off);
-			smtpd_session_lost(s);
-			return;
-		}
-		off += (size_t)n;
+	n = tlsio_flush(s->tls, s->fd, &s->out, &s->tls_wwant);
+	if (n < 0) {
+		smtpd_session_lost(s);
+		return;
 	}
-	if (off > 0) {
-		buf_consume(&s->out, off);
-		if (s->timeout != NULL)
-			smtpd_session_arm_timeout(s);
-	}
+	if (n > 0 && s->timeout != NULL)
+		smtpd_session_arm_timeout(s);
 	if (s->out.len == 0 && s->state == SMTPD_STATE_CLOSE)
 		s->dead = true;
 	if (s->out.len == 0 && s->state == SMTPD_STATE_TLS &&
@@ -612,7 +613,7 @@ smtpd_session_handshake(struct smtpd_session *s)
 	smtpd_session_enter_state(s, SMTPD_STATE_CMD);
 	smtpd_session_arm_timeout(s);
 	if (s->smtps)
-		buf_printf(&s->out, "220 %s\r\n", s->set->banner);
+		smtpd_session_greet(s);
 	smtpd_session_flush(s);
 }
 
@@ -881,34 +882,18 @@ smtpd_session_process_loop(struct smtpd_session *s)
 static void
 smtpd_session_read(struct smtpd_session *s)
 {
-	size_t room = s->in.max - s->in.len;
-	ssize_t n;
+	ssize_t n = tlsio_read(s->tls, s->fd, &s->in, SMTPD_READ_SIZE,
+	    &s->tls_rwant);
 
-	if (room == 0)
-		return;
-	if (room > SMTPD_READ_SIZE)
-		room = SMTPD_READ_SIZE;
-	if (buf_reserve(&s->in, room) < 0)
-		return;
-	if (s->tls != NULL) {
-		s->tls_rwant = 0;
-		n = tls_conn_read(s->tls, s->in.data + s->in.len, room);
-		if (n < 0 && errno == EAGAIN)
-			s->tls_rwant = tls_conn_want(s->tls);
-	} else
-		n = read(s->fd, s->in.data + s->in.len, room);
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-			return;
-		smtpd_session_lost(s);
+		if (errno != EAGAIN)
+			smtpd_session_lost(s);
 		return;
 	}
 	if (n == 0)
 		s->eof = true;
-	else {
-		s->in.len += (size_t)n;
+	else
 		smtpd_session_arm_timeout(s);
-	}
 }
 
 static void

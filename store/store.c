@@ -294,6 +294,25 @@ store_mailbox_open(struct store_user *u, const char *name,
 	mb->notify_fd = -1;
 	mb->map.lock_fd = -1;	/* the backend's open sets up the map */
 	mb->highest_modseq = 1;
+	/* The index and cache files beside the UID map (store_index.c,
+	 * store_cache.c). */
+	if (maildir) {
+		char *ip = xasprintf("%s/postern-index", path);
+
+		store_index_init(&mb->index, ip);
+		free(ip);
+		mb->cache_path = xasprintf("%s/postern-cache", path);
+	} else if (u->index_dir != NULL) {
+		char *ip = xasprintf("%s/%s.index", u->index_dir, name);
+
+		store_index_init(&mb->index, ip);
+		free(ip);
+		mb->cache_path = xasprintf("%s/%s.cache", u->index_dir, name);
+	} else {
+		store_index_init(&mb->index, "");
+		mb->index.broken = true;
+		mb->cache_path = xstrdup("");
+	}
 	if (mb->be->open(mb, error_r) < 0 ||
 	    mb->be->sync(mb, NULL, error_r) < 0) {
 		/* The message lives in the mailbox: copy it to the user. */
@@ -313,11 +332,14 @@ store_mailbox_close(struct store_mailbox **mbp)
 
 	if (mb == NULL)
 		return;
+	store_cache_free(mb, &mb->cache);
 	mb->be->close(mb);
 	store_view_clear(mb);
 	free(mb->msgs);
 	free(mb->priv);
 	store_uidmap_deinit(&mb->map);
+	store_index_deinit(&mb->index);
+	free(mb->cache_path);
 	for (i = 0; i < STORE_MAX_KEYWORDS; i++)
 		free(mb->keywords[i]);
 	if (mb->notify_fd >= 0)
@@ -333,7 +355,10 @@ int
 store_mailbox_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
     const char **error_r)
 {
-	return mb->be->sync(mb, cb, error_r);
+	if (mb->be->sync(mb, cb, error_r) < 0)
+		return -1;
+	store_cache_sync(mb);
+	return 0;
 }
 
 int
@@ -442,7 +467,7 @@ store_msg_set_flags(struct store_mailbox *mb, uint32_t idx, uint32_t flags,
 {
 	struct store_msg *m;
 	uint32_t nf;
-	uint64_t nk;
+	uint64_t nk, modseq;
 
 	if (idx >= mb->count)
 		log_panic("store_msg_set_flags: index %u of %u", idx,
@@ -460,7 +485,20 @@ store_msg_set_flags(struct store_mailbox *mb, uint32_t idx, uint32_t flags,
 		return 0;
 	m->flags = nf | (m->flags & STORE_RECENT);
 	m->keywords = nk;
-	m->modseq = ++mb->highest_modseq;
+	switch (store_index_changed(mb, idx, nf, nk, &modseq)) {
+	case 0:
+		m->modseq = modseq;
+		if (modseq > mb->highest_modseq)
+			mb->highest_modseq = modseq;
+		break;
+	case 1:
+		break;	/* expunged meanwhile: gone at the next sync */
+	default:
+		/* No usable index: modseqs in memory (RFC 7162
+		 * §3.1.2.2). */
+		m->modseq = ++mb->highest_modseq;
+		break;
+	}
 	return 0;
 }
 
@@ -559,9 +597,23 @@ store_view_install(struct store_mailbox *mb, struct store_msg *msgs,
 {
 	struct store_msg *old = mb->msgs;
 	struct store_msg_priv *old_priv = mb->priv;
-	uint32_t old_count = mb->count, i;
+	uint32_t old_count = mb->count, i, j, *gone, ngone = 0;
 	bool reset = mb->view_uidvalidity != 0 &&
 	    mb->view_uidvalidity != mb->map.uidvalidity;
+	bool indexed;
+
+	/* Modseqs from the index, which records what is new first. */
+	indexed = store_index_view(mb, msgs, count) == 0;
+	/* UIDs that left the view: their cache records are dead. */
+	gone = xreallocarray(NULL, old_count + 1, sizeof(*gone));
+	for (i = 0, j = 0; i < old_count; i++) {
+		while (j < count && msgs[j].uid < old[i].uid)
+			j++;
+		if (reset || j == count || msgs[j].uid != old[i].uid)
+			gone[ngone++] = old[i].uid;
+	}
+	store_cache_expunged(mb, gone, ngone);
+	free(gone);
 
 	mb->msgs = msgs;
 	mb->priv = priv;
@@ -574,6 +626,11 @@ store_view_install(struct store_mailbox *mb, struct store_msg *msgs,
 		if (msgs[i].modseq > mb->highest_modseq)
 			mb->highest_modseq = msgs[i].modseq;
 	}
+	/* The index's HIGHESTMODSEQ counts expunges too, and is what the
+	 * next change builds on (the in-memory bumps of store_view_carry()
+	 * are only the fallback). */
+	if (indexed)
+		mb->highest_modseq = mb->index.highest;
 	if (reset)
 		mb->shown_uid_max = 0;
 	if (count > 0 && msgs[count - 1].uid > mb->shown_uid_max)

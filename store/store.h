@@ -43,7 +43,8 @@ struct store_msg {
 	uint32_t	 uid;
 	uint32_t	 flags;		/* STORE_* */
 	uint64_t	 keywords;	/* bit i = store_keyword_name(mb, i) */
-	uint64_t	 modseq;	/* RFC 7162; 1 when never changed */
+	uint64_t	 modseq;	/* RFC 7162, from the index (see
+					   "Modification sequences") */
 	/*
 	 * Size with CRLF line ends: what POP3 RETR/LIST and IMAP
 	 * RFC822.SIZE report and what store_msg_read() yields.  Taken
@@ -317,5 +318,128 @@ int	store_append_commit(struct store_append **ctxp,
 	    size_t *count_r, const char **error_r);
 /* Drop the transaction and its files. */
 void	store_append_abort(struct store_append **ctxp);
+
+/* ==== Modification sequences (RFC 7162; store_index.c) ==== */
+/*
+ * Every message has a modseq (store_msg.modseq) and the mailbox a
+ * HIGHESTMODSEQ (store_mailbox_highestmodseq()), kept in the mailbox's
+ * index file so they survive restarts and agree between processes.  A
+ * flag or keyword change through store_msg_set_flags() gets a new modseq
+ * at once; a message new to the index (APPEND, COPY, a delivery) and a
+ * flag change made outside (mutt renaming a Maildir file) get one at the
+ * sync that finds them; an expunge gets one at the sync that finds the
+ * message gone, and is remembered with it.  Modseqs only grow.  When the
+ * index is lost or damaged it is rebuilt with every message at a new
+ * modseq above the old ones (clients resynchronise fully).
+ */
+
+/*
+ * UIDs between uid_lo and uid_hi expunged with a modseq above modseq,
+ * ascending, in *uids_r (malloc'ed, *count_r entries; free it), for
+ * QRESYNC's VANISHED (EARLIER) (RFC 7162 §3.2.5.2, §3.2.10.1).  UIDs the
+ * view still shows (not yet synced away) are left out.  Returns true
+ * when the list is complete; false when the mailbox remembers expunges
+ * only after a later point (at most STORE_MAX_EXPUNGED are kept, and a
+ * rebuilt index knows none before it): the caller must then treat every
+ * UID of its range that is not in the view as possibly expunged (RFC
+ * 7162 §3.2.6 note, §5.1).
+ */
+bool	store_mailbox_expunged_since(struct store_mailbox *mb,
+	    uint64_t modseq, uint32_t uid_lo, uint32_t uid_hi,
+	    uint32_t **uids_r, size_t *count_r);
+/* false when the index cannot be written (e.g. a read-only directory):
+ * modseqs then last only while the mailbox is open, and IMAP should
+ * answer NOMODSEQ (RFC 7162 §3.1.2.2). */
+bool	store_mailbox_modseq_persistent(const struct store_mailbox *mb);
+
+/* ==== Cache of parsed message data (store_cache.c) ==== */
+/*
+ * What FETCH, SEARCH, SORT and THREAD need of a message without reading
+ * it again: computed from the message bytes at the first request (the
+ * MIME parse of common/mime, the same code an uncached FETCH runs), then
+ * kept per UID in the mailbox's cache file, shared by every process and
+ * session.  The cache can be deleted at any time: it is rebuilt as
+ * messages are asked for.
+ *
+ * The values of the enum are stored in the file: never renumber, only
+ * add at the end (and raise STORE_CACHE_FIELDSET in store_private.h).
+ *
+ * Strings (store_msg_cached()):
+ *   ENVELOPE, BODYSTRUCTURE, BODY  the IMAP renderings (RFC 3501 §7.4.2)
+ *                                  by mime_render_envelope() and
+ *                                  mime_render_bodystructure()
+ *   SUBJECT_BASE    RFC 5256 §2.1 base subject, UTF-8 (SORT SUBJECT,
+ *                   THREAD); empty when there is no Subject:
+ *   FROM_MAILBOX, TO_MAILBOX, CC_MAILBOX
+ *                   addr-mailbox of the first address of the envelope's
+ *                   From, To, Cc (RFC 5256 SORT FROM, TO, CC); may be
+ *                   empty
+ *   FROM_DISPLAY, TO_DISPLAY
+ *                   RFC 5957 §3 display value of that address: decoded
+ *                   display name, else mailbox@host, else mailbox
+ *   MESSAGE_ID, IN_REPLY_TO, REFERENCES
+ *                   the fields' values unfolded (THREAD=REFERENCES,
+ *                   RFC 5256 §2.2); empty when absent
+ *   SEARCH_FROM .. SEARCH_SUBJECT
+ *                   every occurrence of the field, RFC 2047-decoded,
+ *                   joined by a space: what SEARCH FROM/TO/CC/BCC/SUBJECT
+ *                   match against (RFC 3501 §6.4.4)
+ * Numbers (store_msg_cached_num()):
+ *   HEADER_SIZE, BODY_SIZE   bytes of the header (with its blank line) and
+ *                   of the body as clients see them (RFC822.HEADER, TEXT)
+ *   BODY_LINES      line ends in the body
+ *   SENT_DATE       Date: as seconds since the epoch (UTC), or
+ *                   STORE_CACHE_NO_DATE without a usable Date: (SORT
+ *                   then uses the internal date, RFC 5256 §2.2)
+ *   SENT_TZ         its zone in minutes east of UTC (SENTBEFORE and
+ *                   friends compare the date as written, RFC 3501
+ *                   §6.4.4)
+ */
+enum store_cache_field {
+	STORE_CACHE_ENVELOPE = 1,
+	STORE_CACHE_BODYSTRUCTURE = 2,
+	STORE_CACHE_BODY = 3,
+	STORE_CACHE_SUBJECT_BASE = 4,
+	STORE_CACHE_FROM_MAILBOX = 5,
+	STORE_CACHE_FROM_DISPLAY = 6,
+	STORE_CACHE_TO_MAILBOX = 7,
+	STORE_CACHE_TO_DISPLAY = 8,
+	STORE_CACHE_CC_MAILBOX = 9,
+	STORE_CACHE_MESSAGE_ID = 10,
+	STORE_CACHE_IN_REPLY_TO = 11,
+	STORE_CACHE_REFERENCES = 12,
+	STORE_CACHE_SEARCH_FROM = 13,
+	STORE_CACHE_SEARCH_TO = 14,
+	STORE_CACHE_SEARCH_CC = 15,
+	STORE_CACHE_SEARCH_BCC = 16,
+	STORE_CACHE_SEARCH_SUBJECT = 17,
+	STORE_CACHE_HEADER_SIZE = 18,
+	STORE_CACHE_BODY_SIZE = 19,
+	STORE_CACHE_BODY_LINES = 20,
+	STORE_CACHE_SENT_DATE = 21,
+	STORE_CACHE_SENT_TZ = 22,
+	STORE_CACHE_FIELD_COUNT		/* one past the last */
+};
+
+#define STORE_CACHE_NO_DATE	INT64_MIN
+
+/*
+ * A string field of message idx.  Returns 1 (from the cache) or 2
+ * (computed from the message now, and stored) with *val_r and *len_r: bytes
+ * not NUL-terminated, borrowed until the next store_msg_cached*() call
+ * for another message, or a sync or close of the mailbox.  Returns 0 when
+ * the value is not cached because it is too large (more than
+ * STORE_CACHE_MAX_FIELD bytes; the caller computes it from the message),
+ * -1 with *error_r when the message cannot be read (expunged meanwhile,
+ * I/O error).  A damaged or missing cache is never an error: it is
+ * rebuilt.
+ */
+int	store_msg_cached(struct store_mailbox *mb, uint32_t idx,
+	    enum store_cache_field field, const char **val_r, size_t *len_r,
+	    const char **error_r);
+/* A number field: as store_msg_cached(), the value in *val_r. */
+int	store_msg_cached_num(struct store_mailbox *mb, uint32_t idx,
+	    enum store_cache_field field, int64_t *val_r,
+	    const char **error_r);
 
 #endif

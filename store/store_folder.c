@@ -477,7 +477,7 @@ static void
 store_folder_mbox_index_unlink(struct store_user *u, const char *name)
 {
 	static const char *const sfx[] = {
-		".uidlist", ".uidlist.lock", ".keywords"
+		".uidlist", ".uidlist.lock", ".keywords", ".index", ".cache"
 	};
 	size_t i;
 
@@ -717,7 +717,8 @@ static void
 store_folder_mbox_index_rename(struct store_user *u, const char *from,
     const char *to)
 {
-	static const char *const sfx[] = { ".uidlist", ".keywords", "" };
+	static const char *const sfx[] = { ".uidlist", ".keywords",
+	    ".index", ".cache", "" };
 	size_t i;
 
 	if (u->index_dir == NULL)

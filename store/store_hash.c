@@ -128,6 +128,27 @@ store_hash_set(struct store_hash *h, const char *key, size_t keylen,
 	e->value = value;
 }
 
+void **
+store_hash_ref(struct store_hash *h, const char *key, size_t keylen,
+    bool *found_r)
+{
+	uint64_t hash = store_hash_fnv(STORE_FNV_INIT, key, keylen);
+	struct store_hash_ent *e;
+
+	if ((h->count + 1) * 2 > h->size)
+		store_hash_grow(h);
+	e = store_hash_slot(h, key, keylen, hash);
+	*found_r = e->key != NULL;
+	if (e->key == NULL) {
+		h->count++;
+		e->key = key;
+		e->keylen = keylen;
+		e->hash = hash;
+		e->value = NULL;
+	}
+	return &e->value;
+}
+
 void *
 store_hash_get(const struct store_hash *h, const char *key, size_t keylen)
 {

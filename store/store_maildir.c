@@ -35,6 +35,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,9 @@
 #include "log.h"
 #include "store_private.h"
 #include "xmalloc.h"
+
+/* Files in a listing above which the memory it used is given back. */
+#define STORE_TRIM_SCAN		10000
 
 struct maildir_ent {
 	char		*name;
@@ -69,6 +75,9 @@ struct maildir_ctx {
 	struct timespec	 new_mtime, cur_mtime;
 	ino_t		 map_ino;
 	off_t		 map_off;
+	/* names as listed for maildir_find_base(), until the next sync */
+	struct maildir_scan *lookup;
+	bool		 lookup_fresh;	/* listed for the current lookup */
 };
 
 static const char *
@@ -170,9 +179,14 @@ static void
 maildir_scan_add(struct maildir_scan *s, const char *name, bool in_new)
 {
 	size_t baselen = maildir_baselen(name);
-	struct maildir_ent *e = maildir_scan_get(s, name, baselen);
+	char *copy = xstrdup(name);
+	bool found;
+	void **ref = store_hash_ref(s->by_base, copy, baselen, &found);
+	struct maildir_ent *e;
 
-	if (e != NULL) {
+	if (found) {
+		e = &s->ents[(uintptr_t)*ref - 1];
+		free(copy);
 		/* The same message in new/ and cur/: cur/ wins; a second
 		 * scan brings the current name. */
 		if (!in_new && (e->in_new || strcmp(e->name, name) != 0)) {
@@ -192,11 +206,10 @@ maildir_scan_add(struct maildir_scan *s, const char *name, bool in_new)
 		s->ents = xreallocarray(s->ents, s->cap, sizeof(*s->ents));
 	}
 	e = &s->ents[s->count++];
-	e->name = xstrdup(name);
+	e->name = copy;		/* the table's key */
 	e->baselen = baselen;
 	e->in_new = in_new;
-	store_hash_set(s->by_base, e->name, baselen,
-	    (void *)(uintptr_t)s->count);
+	*ref = (void *)(uintptr_t)s->count;
 }
 
 static bool
@@ -253,32 +266,66 @@ maildir_scan(struct store_mailbox *mb, struct maildir_scan *s,
 	return 0;
 }
 
-/* Find the file of base now (renamed by someone since our scan). */
+static void
+maildir_lookup_free(struct maildir_ctx *c)
+{
+	if (c->lookup != NULL) {
+		maildir_scan_free(c->lookup);
+		free(c->lookup);
+		c->lookup = NULL;
+	}
+}
+
+/*
+ * Find the file of base now (renamed by someone since our scan).  The
+ * directories are listed once into a table kept until the next sync, so
+ * that a client reading every message of a mailbox whose files mutt
+ * renamed all meanwhile costs one listing, not one per message; the
+ * table is listed again when a name it gives is gone or it lacks base.
+ */
 static bool
 maildir_find_base(struct store_mailbox *mb, const char *base, size_t baselen,
     char **name_r, bool *in_new_r)
 {
 	struct maildir_ctx *c = mb->be_ctx;
-	const char *dirs[2] = { c->cur, c->new };
-	int i;
+	const char *err;
+	int tries;
 
-	for (i = 0; i < 2; i++) {
-		struct dirent *de;
-		DIR *d = opendir(dirs[i]);
+	for (tries = 0; tries < 2; tries++) {
+		struct maildir_ent *e = NULL;
+		struct stat st;
+		char *path;
 
-		if (d == NULL)
-			continue;
-		while ((de = readdir(d)) != NULL) {
-			if (maildir_name_ok(de->d_name) &&
-			    maildir_baselen(de->d_name) == baselen &&
-			    memcmp(de->d_name, base, baselen) == 0) {
-				*name_r = xstrdup(de->d_name);
-				*in_new_r = i == 1;
-				closedir(d);
-				return true;
+		if (c->lookup != NULL)
+			e = maildir_scan_get(c->lookup, base, baselen);
+		if (e == NULL) {
+			if (tries > 0 && c->lookup_fresh)
+				break;
+			maildir_lookup_free(c);
+			c->lookup = xmalloc(sizeof(*c->lookup));
+			maildir_scan_init(c->lookup, mb->count);
+			if (maildir_scan(mb, c->lookup, &err) < 0) {
+				maildir_lookup_free(c);
+				return false;
 			}
+			c->lookup_fresh = true;
+			e = maildir_scan_get(c->lookup, base, baselen);
+			if (e == NULL)
+				break;
 		}
-		closedir(d);
+		path = maildir_path(c, e);
+		if (stat(path, &st) == 0) {
+			free(path);
+			*name_r = xstrdup(e->name);
+			*in_new_r = e->in_new;
+			/* Used once: the next lookup lists again if need
+			 * be. */
+			c->lookup_fresh = false;
+			return true;
+		}
+		free(path);
+		/* Renamed again since the listing. */
+		maildir_lookup_free(c);
 	}
 	return false;
 }
@@ -393,6 +440,7 @@ maildir_close(struct store_mailbox *mb)
 
 	if (c == NULL)
 		return;
+	maildir_lookup_free(c);
 	free(c->cur);
 	free(c->new);
 	free(c->tmp);
@@ -640,6 +688,58 @@ fail:
 	return -1;
 }
 
+/*
+ * The view from the map (UID order) and the files found: msgs and priv
+ * have room for every file.  *matched_r counts the files that have a
+ * live record (shown, or skipped for a reason the next sync settles);
+ * fewer than scan->count means some file still needs a UID.
+ */
+static uint32_t
+maildir_view(struct store_mailbox *mb, struct maildir_scan *scan,
+    struct store_hash *claimed, struct store_msg *msgs,
+    struct store_msg_priv *priv, size_t *matched_r)
+{
+	struct maildir_ctx *c = mb->be_ctx;
+	uint32_t count = 0;
+	size_t i;
+
+	*matched_r = 0;
+	for (i = 0; i < mb->map.count; i++) {
+		const struct store_uidrec *r = mb->map.recs[i];
+		struct maildir_ent *e;
+		struct store_msg *m;
+
+		if (r->dead || (e = maildir_scan_get(scan, r->key,
+		    strlen(r->key))) == NULL)
+			continue;
+		if (maildir_is_late(mb, r))
+			continue;	/* could not be renumbered: hide */
+		(*matched_r)++;
+		m = &msgs[count];
+		memset(m, 0, sizeof(*m));
+		memset(&priv[count], 0, sizeof(priv[count]));
+		m->uid = r->uid;
+		maildir_parse_info(e->name, &m->flags, &m->keywords);
+		m->vsize = r->vsize;
+		if (m->vsize == STORE_VSIZE_UNKNOWN &&
+		    maildir_file_vsize(c, e, &m->vsize) < 0)
+			continue;	/* vanished: next sync */
+		m->internal_date = r->mtime >= 0 ? (time_t)r->mtime : 0;
+		m->save_date = r->save_date >= 0 ? (time_t)r->save_date :
+		    m->internal_date;
+		if (!store_view_carry(mb, m)) {
+			if (store_hash_get(claimed, r->key,
+			    strlen(r->key)) != NULL ||
+			    (mb->readonly && e->in_new))
+				m->flags |= STORE_RECENT;
+		}
+		priv[count].name = xstrdup(e->name);
+		priv[count].in_new = e->in_new;
+		count++;
+	}
+	return count;
+}
+
 static bool
 maildir_dirs_unchanged(struct maildir_ctx *c, struct timespec *new_r,
     struct timespec *cur_r)
@@ -671,17 +771,23 @@ maildir_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
 	char **claimed_names = NULL;
 	size_t nclaimed = 0, i, ngone = 0;
 	uint32_t *gone = NULL, count = 0;
+	size_t matched = 0;
 	time_t start = time(NULL);
+	bool big;
 	bool need_assign;
 	int ret = -1;
 
-	maildir_scan_init(&scan, mb->count + mb->count / 8);
+	memset(&scan, 0, sizeof(scan));
+	maildir_lookup_free(c);
 	store_notify_drain(mb);
 	maildir_read_keywords(mb);
 	if (!mb->readonly)
 		maildir_claim_new(mb, claimed, &claimed_names, &nclaimed);
 	if (store_uidmap_refresh(&mb->map, error_r) < 0)
 		goto out;
+	/* Sized once for what the map knows, so the table never grows. */
+	maildir_scan_init(&scan, (mb->count > mb->map.count - mb->map.dead ?
+	    mb->count : mb->map.count - mb->map.dead) + 64);
 	/*
 	 * Nothing to do when neither directory nor the map changed since
 	 * a scan that was not within the same second as a change (a change
@@ -730,53 +836,30 @@ maildir_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
 		else
 			i++;
 	}
-	need_assign = ngone > 0 || !mb->map.exists;
-	for (i = 0; i < scan.count && !need_assign; i++) {
-		struct store_uidrec *r = store_uidmap_find(&mb->map,
-		    scan.ents[i].name, scan.ents[i].baselen);
-
-		need_assign = r == NULL || maildir_is_late(mb, r);
-	}
-	if (need_assign && maildir_assign(mb, &scan, gone, ngone,
-	    error_r) < 0)
-		goto out;
-
-	/* The new view: map order (UIDs), files that exist. */
 	msgs = xreallocarray(NULL, scan.count + 1, sizeof(*msgs));
 	priv = xreallocarray(NULL, scan.count + 1, sizeof(*priv));
-	for (i = 0; i < mb->map.count; i++) {
-		const struct store_uidrec *r = mb->map.recs[i];
-		struct maildir_ent *e;
-		struct store_msg *m;
-
-		if (r->dead || (e = maildir_scan_get(&scan, r->key,
-		    strlen(r->key))) == NULL)
-			continue;
-		if (maildir_is_late(mb, r))
-			continue;	/* could not be renumbered: hide */
-		m = &msgs[count];
-		memset(m, 0, sizeof(*m));
-		memset(&priv[count], 0, sizeof(priv[count]));
-		m->uid = r->uid;
-		maildir_parse_info(e->name, &m->flags, &m->keywords);
-		m->vsize = r->vsize;
-		if (m->vsize == STORE_VSIZE_UNKNOWN &&
-		    maildir_file_vsize(c, e, &m->vsize) < 0)
-			continue;	/* vanished: next sync */
-		m->internal_date = r->mtime >= 0 ? (time_t)r->mtime : 0;
-		m->save_date = r->save_date >= 0 ? (time_t)r->save_date :
-		    m->internal_date;
-		if (!store_view_carry(mb, m)) {
-			if (store_hash_get(claimed, r->key,
-			    strlen(r->key)) != NULL ||
-			    (mb->readonly && e->in_new))
-				m->flags |= STORE_RECENT;
+	need_assign = ngone > 0 || !mb->map.exists;
+	if (!need_assign) {
+		/* Build the view straight away: when every file found a
+		 * record, no UID is to be given (the usual case), and the
+		 * files were looked up only once. */
+		count = maildir_view(mb, &scan, claimed, msgs, priv,
+		    &matched);
+		if (matched < scan.count) {
+			for (i = 0; i < count; i++)
+				free(priv[i].name);
+			need_assign = true;
 		}
-		priv[count].name = xstrdup(e->name);
-		priv[count].in_new = e->in_new;
-		count++;
+	}
+	if (need_assign) {
+		if (maildir_assign(mb, &scan, gone, ngone, error_r) < 0)
+			goto out;
+		count = maildir_view(mb, &scan, claimed, msgs, priv,
+		    &matched);
 	}
 	store_view_install(mb, msgs, priv, count, cb);
+	msgs = NULL;
+	priv = NULL;
 	/* Remember what this view was built from (see above). */
 	c->scanned = new_mt.tv_sec < start - 1 && cur_mt.tv_sec < start - 1;
 	c->new_mtime = new_mt;
@@ -789,8 +872,17 @@ out:
 		free(claimed_names[i]);
 	free(claimed_names);
 	store_hash_free(&claimed);
+	big = scan.count > STORE_TRIM_SCAN;
 	maildir_scan_free(&scan);
 	free(gone);
+	free(msgs);
+	free(priv);
+#ifdef __GLIBC__
+	/* A large listing freed megabytes the process (which serves its
+	 * user for long) would otherwise keep: give them back. */
+	if (big)
+		(void)malloc_trim(0);
+#endif
 	return ret;
 }
 

@@ -36,6 +36,10 @@ void	store_hash_set(struct store_hash *h, const char *key, size_t keylen,
 	    void *value);
 void	*store_hash_get(const struct store_hash *h, const char *key,
 	    size_t keylen);
+/* The value slot of key, made (value NULL, key borrowed as by
+ * store_hash_set()) when absent: one lookup for a get-then-set. */
+void	**store_hash_ref(struct store_hash *h, const char *key,
+	    size_t keylen, bool *found_r);
 size_t	store_hash_count(const struct store_hash *h);
 /* 64-bit FNV-1a, also the mbox fingerprint hash. */
 uint64_t store_hash_fnv(uint64_t h, const void *data, size_t len);
@@ -194,6 +198,165 @@ int	store_fcntl_lock(int fd, short type, unsigned int wait);
  * timeout (errno EAGAIN). */
 int	store_dotlock(const char *lock, unsigned int wait);
 
+/* ---- binary file helpers (store_file.c) ---- */
+/* CRC-32C of data, continuing crc (0 to start). */
+uint32_t store_crc32c(uint32_t crc, const void *data, size_t len);
+/* The same without special instructions (tests compare the two). */
+uint32_t store_crc32c_sw(uint32_t crc, const void *data, size_t len);
+void	store_le32_put(unsigned char *p, uint32_t v);
+void	store_le64_put(unsigned char *p, uint64_t v);
+uint32_t store_le32_get(const unsigned char *p);
+uint64_t store_le64_get(const unsigned char *p);
+/* path.tmp created empty for writing, or -1 (errno). */
+int	store_file_tmp_open(const char *path);
+/* fsync and close fd (from store_file_tmp_open), rename path.tmp over
+ * path, fsync the directory.  -1 (errno) on failure; path.tmp is gone
+ * either way. */
+int	store_file_tmp_commit(const char *path, int fd);
+void	store_file_tmp_abort(const char *path, int fd);
+/*
+ * fcntl write lock on path through *fdp (opened read-write, created
+ * when missing, when *fdp is -1), waited for up to wait seconds.  When
+ * the file was replaced by rename meanwhile, the new one is opened and
+ * locked instead.  -1 (errno) on failure.
+ */
+int	store_file_lock(const char *path, int *fdp, unsigned int wait);
+void	store_file_unlock(int fd);
+/* pread until len bytes or end of file: bytes read, or -1. */
+ssize_t	store_file_pread_all(int fd, void *buf, size_t len, off_t off);
+
+/* ---- modseq index (store_index.c) ---- */
+/* Expunges remembered for QRESYNC (RFC 7162 §5.3); older ones are
+ * forgotten and raise the floor. */
+#define STORE_MAX_EXPUNGED	100000
+/* Bytes of one index record; the header is as long as STORE_INDEX_HDR. */
+#define STORE_INDEX_REC		32
+#define STORE_INDEX_HDR		64
+/* An index larger than this is damaged (a record per message of
+ * MAX_STORE_MESSAGES, twice over): written anew. */
+#define STORE_INDEX_MAX_FILE	((off_t)MAX_STORE_MESSAGES * 2 * \
+	STORE_INDEX_REC + STORE_INDEX_HDR)
+
+struct store_index_msg {
+	uint32_t	 uid;
+	uint32_t	 flags;		/* STORE_* without STORE_RECENT */
+	uint64_t	 keywords;
+	uint64_t	 modseq;
+};
+
+struct store_index_exp {
+	uint32_t	 uid;
+	uint64_t	 modseq;
+};
+
+struct store_index {
+	char		*path;
+	int		 fd;		/* for reading, or -1 */
+	bool		 loaded;	/* the state below is the file's */
+	bool		 broken;	/* unwritable: modseqs in memory only */
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 read_off;	/* after the last whole record read */
+	uint32_t	 uidvalidity;
+	uint64_t	 highest;
+	uint64_t	 floor;		/* expunges up to it are not known */
+	uint64_t	 file_records;	/* records in the file */
+	struct store_index_msg *msgs;	/* live messages, by UID */
+	size_t		 count, cap;
+	struct store_index_exp *exp;	/* expunges, by modseq */
+	size_t		 nexp, capexp;
+	struct buf	 pending;	/* records to append, under the lock */
+};
+
+/* Pure parsers for the fuzz harness: 0 valid, -1 not. */
+int	store_index_parse_header(const unsigned char *p,
+	    uint32_t *uidvalidity_r, uint64_t *highest_r, uint64_t *floor_r);
+int	store_index_parse_record(const unsigned char *p, int *type_r,
+	    uint32_t *uid_r, uint32_t *flags_r, uint64_t *kw_r,
+	    uint64_t *modseq_r);
+
+void	store_index_init(struct store_index *ix, const char *path);
+void	store_index_deinit(struct store_index *ix);
+/*
+ * A new view msgs[0..count) is about to be installed: give every message
+ * its modseq from the index, recording new messages, flag changes seen
+ * on disk and expunges with new modseqs first.  -1 when the index cannot
+ * be used (the caller keeps the modseqs it has; logged once).
+ */
+int	store_index_view(struct store_mailbox *mb, struct store_msg *msgs,
+	    uint32_t count);
+/* The flags of message idx were changed through the store: its new
+ * modseq in *modseq_r.  -1 as above. */
+int	store_index_changed(struct store_mailbox *mb, uint32_t idx,
+	    uint32_t flags, uint64_t keywords, uint64_t *modseq_r);
+
+/* ---- cache of parsed message data (store_cache.c) ---- */
+/* Header of the cache file, and the header of one record before its
+ * fields. */
+#define STORE_CACHE_HDR		64
+#define STORE_CACHE_REC_HDR	24
+/* Bytes of message header read for the header-derived fields: IMAP's
+ * bound for HEADER.FIELDS and SEARCH (IMAP_MAX_HEADER), so a cached
+ * value is what those would compute. */
+#define STORE_CACHE_MAX_HEADER	(1024 * 1024)
+/* The message is read in chunks of this size (as IMAP SEARCH reads it,
+ * so the header block ends at the same byte). */
+#define STORE_CACHE_READ_CHUNK	(32 * 1024)
+/* One field and one record at most; a larger field is left out (the
+ * caller computes it from the message each time). */
+#define STORE_CACHE_MAX_FIELD	(256 * 1024)
+#define STORE_CACHE_MAX_RECORD	(1024 * 1024)
+/* A cache file larger than this is not read (and replaced by the next
+ * writer); records beyond MAX_STORE_MESSAGES are not kept in memory. */
+#define STORE_CACHE_MAX_FILE	((off_t)8 * 1024 * 1024 * 1024)
+/* Records computed and not yet written, in bytes, before a write. */
+#define STORE_CACHE_FLUSH	(256 * 1024)
+/* The fields this version writes into every record it computes;
+ * records of an older set are computed again. */
+#define STORE_CACHE_FIELDSET	1
+
+struct store_cache;
+
+struct store_cache *store_cache_new(const char *path);
+/* Write what waits and free. */
+void	store_cache_free(struct store_mailbox *mb, struct store_cache **cp);
+/* At a sync: notice a file removed or replaced by someone else, write
+ * what waits. */
+void	store_cache_sync(struct store_mailbox *mb);
+/* These UIDs left the view: their records are dead. */
+void	store_cache_expunged(struct store_mailbox *mb, const uint32_t *uids,
+	    size_t n);
+/*
+ * Compute the record of message idx from its bytes into rec (record
+ * header with crc and padding included).  -1 with *error_r when the
+ * message cannot be read.
+ */
+int	store_cache_compute(struct store_mailbox *mb, uint32_t idx,
+	    struct buf *rec, const char **error_r);
+/* Frame fields[] (id, bytes) as a record: header, fields, padding,
+ * crc.  Fields that do not fit STORE_CACHE_MAX_RECORD are left out. */
+struct store_cache_field_val {
+	unsigned int	 id;
+	const void	*data;
+	size_t		 len;
+};
+void	store_cache_frame(struct buf *rec, uint32_t uid, uint64_t vsize,
+	    unsigned int fieldset, const struct store_cache_field_val *f,
+	    size_t n);
+/*
+ * Pure parsers (no I/O; the fuzz harness runs them).  A record header:
+ * 1 valid (length in *len_r, UID in *uid_r), 0 not a record header.
+ * A whole record of len bytes: 0 with the fields in vals[id] (data NULL
+ * when absent), -1 damaged.
+ */
+int	store_cache_parse_rec_header(const unsigned char *p, uint32_t *len_r,
+	    uint32_t *uid_r);
+int	store_cache_parse_record(const unsigned char *p, size_t len,
+	    uint32_t *uid_r, uint64_t *vsize_r, unsigned int *fieldset_r,
+	    struct store_cache_field_val *vals, size_t nvals);
+/* RFC 5256 §2.1 base subject of a decoded (UTF-8) subject, appended. */
+void	store_subject_base(const char *s, size_t len, struct buf *out);
+
 /* ---- the mailbox ---- */
 struct store_msg_priv {
 	char		*name;		/* Maildir: file name in cur/ or new/ */
@@ -254,6 +417,9 @@ struct store_mailbox {
 	uint32_t	 view_uidvalidity;
 
 	struct store_uidmap map;
+	struct store_index index;	/* modseqs (store_index.c) */
+	struct store_cache *cache;	/* opened at the first use */
+	char		*cache_path;
 	char		*keywords[STORE_MAX_KEYWORDS];
 	int		 notify_fd;
 	char		*error;

@@ -83,14 +83,21 @@ store_parse_dec(const char **p, const char *end, uint64_t max,
 {
 	const char *s = *p;
 	uint64_t v = 0;
+	int n = 0;
 
 	if (s == end || *s < '0' || *s > '9')
 		return -1;
-	for (; s < end && *s >= '0' && *s <= '9'; s++) {
-		if (v > (max - (uint64_t)(*s - '0')) / 10)
+	/* 19 digits cannot overflow 64 bits: check only beyond (a map of
+	 * 100,000 messages has half a million numbers). */
+	for (; s < end && *s >= '0' && *s <= '9'; s++, n++) {
+		if (n >= 19 && (__builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (uint64_t)(*s - '0'), &v)))
 			return -1;
-		v = v * 10 + (uint64_t)(*s - '0');
+		if (n < 19)
+			v = v * 10 + (uint64_t)(*s - '0');
 	}
+	if (v > max)
+		return -1;
 	*p = s;
 	*v_r = v;
 	return 0;
@@ -508,13 +515,21 @@ store_uidmap_insert(struct store_uidmap *m, const struct store_uidrec *r,
 	}
 	m->recs[pos] = n;
 	m->count++;
-	/* One live record per key: a later one replaces an earlier. */
-	old = store_hash_get(m->by_key, n->key, keylen);
-	if (old != NULL && !old->dead) {
-		old->dead = true;
-		m->dead++;
+	/* One live record per key: a later one replaces an earlier.  (An
+	 * earlier record lives as long as the table, so the table may go
+	 * on borrowing its copy of the key.) */
+	{
+		bool found;
+		void **ref = store_hash_ref(m->by_key, n->key, keylen,
+		    &found);
+
+		old = *ref;
+		if (old != NULL && !old->dead) {
+			old->dead = true;
+			m->dead++;
+		}
+		*ref = n;
 	}
-	store_hash_set(m->by_key, n->key, keylen, n);
 	if (n->uid >= m->next_uid)
 		m->next_uid = n->uid + 1;
 	return n;
@@ -628,11 +643,6 @@ store_uidmap_read(struct store_uidmap *m, bool force, const char **error_r)
 		return 0;
 	}
 	len = (size_t)(st.st_size - m->read_off);
-	if (!m->exists && len / 48 > store_hash_count(m->by_key)) {
-		/* A whole file: size the table once (~48 bytes a line). */
-		store_hash_free(&m->by_key);
-		m->by_key = store_hash_new(len / 48);
-	}
 	data = xmalloc(len + 1);
 	pos = 0;
 	while (pos < len) {
@@ -653,6 +663,20 @@ store_uidmap_read(struct store_uidmap *m, bool force, const char **error_r)
 	close(fd);
 	len = pos;
 	start = 0;
+	if (!m->exists) {
+		/* A whole file: size the table once, for its lines. */
+		size_t lines = 0;
+		const char *q = data, *qend = data + len;
+
+		while ((q = memchr(q, '\n', (size_t)(qend - q))) != NULL) {
+			lines++;
+			q++;
+		}
+		if (lines > store_hash_count(m->by_key)) {
+			store_hash_free(&m->by_key);
+			m->by_key = store_hash_new(lines);
+		}
+	}
 	if (!m->exists) {
 		struct store_uidhdr hdr;
 		char *nl = memchr(data, '\n', len);

@@ -54,7 +54,7 @@ compile() {
 # The library part: common modules, and the log module with syslog()
 # going to fuzz_stubs.c instead.
 objs=""
-for m in buf xmalloc str cfg cfg_params map netaddr addr; do
+for m in buf xmalloc str linebuf cfg cfg_params map netaddr addr; do
 	compile "$top/common/$m.c" "$out/obj/$m.o" || exit 1
 	objs="$objs $out/obj/$m.o"
 done
@@ -91,7 +91,7 @@ harness() {
 		printf '"%s"\n' "$t"
 	done
 } > "$out/cfg.dict"
-for d in map addr smtpd_parse; do
+for d in map addr smtpd_parse rewrite_header; do
 	cp "$here/$d.dict" "$out/$d.dict" || status=1
 done
 
@@ -113,13 +113,21 @@ harness imap_parse "$top/imap/imap_parse.c" "$top/imap/imap_parse_cmd.c" \
     "$top/imap/imap_parse_dump.c" "$top/imap/imap_seqset.c" \
     "$top/imap/imap_utf7.c" "$top/imap/imap_date.c" ||
     { echo "fuzz_imap_parse: build failed" >&2; status=1; }
-# The store's file readers (UID maps, mbox, message filter).
+# The store's file readers (UID maps, mbox, message filter; the cache
+# and the modseq index), with the MIME code the cache computes with.
 cppflags="$cppflags -I$top/store"
-harness store_uidlist "$top/common/fdio.c" "$top/store/store.c" \
-    "$top/store/store_hash.c" "$top/store/store_lock.c" \
-    "$top/store/store_msg.c" "$top/store/store_uidmap.c" \
-    "$top/store/store_maildir.c" "$top/store/store_mbox.c" ||
+store_srcs="$top/common/fdio.c $top/store/store.c $top/store/store_hash.c \
+    $top/store/store_lock.c $top/store/store_msg.c $top/store/store_uidmap.c \
+    $top/store/store_maildir.c $top/store/store_mbox.c \
+    $top/store/store_file.c $top/store/store_index.c \
+    $top/store/store_cache.c $top/store/store_cache_fill.c \
+    $top/common/mime.c $top/common/mime_header.c $top/common/mime_decode.c"
+# shellcheck disable=SC2086
+harness store_uidlist $store_srcs ||
     { echo "fuzz_store_uidlist: build failed" >&2; status=1; }
+# shellcheck disable=SC2086
+harness store_cache $store_srcs ||
+    { echo "fuzz_store_cache: build failed" >&2; status=1; }
 # What posternd reads from login processes and the auth service.
 cppflags="$cppflags -I$top/master -I$top/login"
 harness master_handoff "$top/master/master_handoff_parse.c" \
@@ -136,6 +144,17 @@ harness sasl "$top/auth/sasl.c" "$top/common/password.c" \
     "$top/common/base64.c" ||
     { echo "fuzz_sasl: build failed" >&2; status=1; }
 libs=$libs_save
+# The header address rewriter (smtp/rewrite.c), with the user database
+# it reads for passwd-file: virtual mailboxes.
+harness rewrite_header "$top/smtp/rewrite.c" "$top/common/userdb.c" \
+    "$top/common/fdio.c" ||
+    { echo "fuzz_rewrite_header: build failed" >&2; status=1; }
+# The outbound SMTP client's reply parser and message encoder.
+harness smtp_reply "$top/smtp/smtp_parse.c" ||
+    { echo "fuzz_smtp_reply: build failed" >&2; status=1; }
+# qmgr's parser of the smtp agent's replies.
+harness qmgr_reply "$top/smtp/qmgr_proto.c" ||
+    { echo "fuzz_qmgr_reply: build failed" >&2; status=1; }
 # smtpd_parse.c belongs to the SMTP server and may be mid-change: last.
 harness smtpd_parse "$top/smtp/smtpd_parse.c" ||
     { echo "fuzz_smtpd_parse: build failed" >&2; status=1; }

@@ -1,6 +1,7 @@
 /*
- * fuzz_pop3_parse: the pure POP3 parsers of pop3/pop3_parse.c.  Byte 0
- * gives a chunk size (byte 0 + 1) and, through its top bit, whether the
+ * fuzz_pop3_parse: the pure POP3 parsers of pop3/pop3_parse.c, behind
+ * the line splitter that feeds them (common/linebuf.c).  Byte 0 gives a
+ * chunk size (byte 0 + 1) and, through its top bit, whether the
  * multi-line encoder runs as RETR or as TOP with (byte 0 & 0x0f) lines;
  * the rest is client bytes (command lines) and, at the same time, a
  * message to encode.
@@ -25,6 +26,7 @@
 
 #include "buf.h"
 #include "fuzz_stubs.h"
+#include "linebuf.h"
 #include "pop3_parse.h"
 #include "xmalloc.h"
 
@@ -101,20 +103,20 @@ static void
 fuzz_pop3_lines(const uint8_t *data, size_t size, size_t chunk, bool parse,
     struct buf *rec)
 {
-	struct pop3_line_parser p;
+	struct linebuf p;
 	struct buf in;
 	size_t off = 0, take, consumed, line_len;
 	const char *line;
 	int rc;
 
-	pop3_line_parser_init(&p);
+	linebuf_init(&p);
 	buf_init(&in, 0);
 	while (off < size) {
 		take = size - off < chunk ? size - off : chunk;
 		buf_append(&in, data + off, take);
 		off += take;
 		while (in.len > 0) {
-			rc = pop3_line_parse(&p, in.data, in.len, 256,
+			rc = linebuf_parse(&p, in.data, in.len, 256,
 			    &consumed, &line, &line_len);
 			if (consumed > in.len)
 				fuzz_pop3_fail("consumed past the input",

@@ -44,11 +44,12 @@ import pytest
 SRCDIR = Path(os.environ.get("POSTERN_SRCDIR") or
               Path(__file__).resolve().parents[2])
 BUILDDIR = Path(os.environ.get("POSTERN_BUILDDIR") or SRCDIR).resolve()
-SERVICES = ("smtpd", "qmgr", "local", "auth", "pop3-login", "pop3",
+SERVICES = ("smtpd", "qmgr", "local", "smtp", "auth", "pop3-login", "pop3",
             "imap-login", "imap")
 # Services built in a subdirectory of the build tree (a source directory
 # has their name there); installed under their plain name all the same.
 SERVICE_BUILD_PATHS = {"auth": "auth/auth", "pop3": "pop3/pop3",
+                       "smtp": "smtp/smtp",
                        "imap": "imap/imap"}
 
 
@@ -67,6 +68,11 @@ BASE_ALIASES = ("postmaster: demo\n"
                 "root: demo\n"
                 "MAILER-DAEMON: postmaster\n")
 QID_RE = r"[0-9A-Za-z]{8,32}"
+# A postern.conf line for tests that need mail to remote domains to stay
+# queued (deferred) without DNS or a remote server: the retry transport
+# defers every recipient outside $mydestination.
+REMOTE_DEFERRED = ("default_transport = retry:4.4.1 remote delivery is "
+                   "disabled in this test\n")
 
 requires_root = pytest.mark.skipif(not IS_ROOT,
                                    reason="root-mode test: needs root")
@@ -665,7 +671,7 @@ class Server:
     def _wait_internal_sockets(self, deadline):
         """smtpd may answer before local, qmgr and auth have bound their
         sockets; tests that expect delivery at accept need them all."""
-        names = ("local", "qmgr", "auth")
+        names = ("local", "qmgr", "auth", "smtp")
         while time.monotonic() < deadline:
             if all((self.spool / "private" / n).exists() for n in names):
                 return
@@ -986,3 +992,15 @@ def root_users():
     for u in users:
         subprocess.run(["userdel", "--remove", u], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def fakedns():
+    """A DNS server of the test's own on 127.0.0.1 (fakedns.py), UDP and
+    TCP on one free port.  fakedns.set(name, type, values) fills its zone;
+    fakedns.conf_line() is the postern.conf line that points $dns_servers
+    at it; servfail()/drop()/garbage() make names misbehave."""
+    from fakedns import FakeDNS
+    dns = FakeDNS().start()
+    yield dns
+    dns.stop()

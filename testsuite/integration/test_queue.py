@@ -1,12 +1,19 @@
 """
 The queue as the admin sees it: mailq (Postfix format) and postern queue
 list/show/hold/release/delete/flush, with qmgr running and without.
-Messages to a remote domain stay deferred (no outbound SMTP yet), which
-gives us queue entries to look at.
+Messages to a remote domain stay deferred (the retry transport stands in
+for an unreachable world), which gives us queue entries to look at.
 """
 import re
 
-from conftest import make_msg
+import pytest
+
+from conftest import REMOTE_DEFERRED, make_msg
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server(conf=REMOTE_DEFERRED)
 
 HEADER = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
 ARRIVAL = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d"

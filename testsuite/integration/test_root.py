@@ -8,8 +8,8 @@ import os
 import pwd
 import stat
 
-from conftest import (HOSTNAME, make_msg, proc_uids, requires_root,
-                      wait_for)
+from conftest import (HOSTNAME, REMOTE_DEFERRED, make_msg, proc_uids,
+                      requires_root, wait_for)
 from test_local import setup_command, command_runs
 
 pytestmark = requires_root
@@ -127,7 +127,7 @@ def test_alias_command_runs_as_default_privs(make_server, root_users):
 
 def test_queue_admin_rights(make_server, root_users):
     alice, bob = root_users
-    srv = root_server(make_server, root_users)
+    srv = root_server(make_server, root_users, conf=REMOTE_DEFERRED)
     qid = srv.send("someone@example.org", "far@remote.example",
                    make_msg("root-queue"))
     srv.wait_deferred(qid)

@@ -9,7 +9,8 @@ import shutil
 
 import pytest
 
-from conftest import HOSTNAME, body_of, header_values, make_msg, parse
+from conftest import (HOSTNAME, REMOTE_DEFERRED, body_of, header_values,
+                      make_msg, parse)
 
 
 def login(srv):
@@ -123,7 +124,8 @@ def test_sendmail_bs(server):
     assert m.startswith(b"Return-Path: <alice@example.test>\n")
 
 
-def test_mailq_and_sendmail_bp(server):
+def test_mailq_and_sendmail_bp(make_server):
+    server = make_server(conf=REMOTE_DEFERRED)
     q = server.mailq()
     assert q.returncode == 0
     assert q.out.strip() == "Mail queue is empty"

@@ -1,6 +1,5 @@
 /*
- * Unit tests for pop3_parse: command lines fed whole, one byte at a time
- * and in every split; keyword/argument splitting; number parsing with
+ * Unit tests for pop3_parse: keyword/argument splitting; number parsing with
  * overflow; the multi-line encoder (byte-stuffing, CRLF, TOP line
  * counting) in every split of its input; pop3_uidl_format against
  * values Dovecot produces; pop3_logout_format (STYLE §8).
@@ -17,88 +16,7 @@
 #include "test.h"
 #include "xmalloc.h"
 
-/* ---- command lines ---- */
-
-/*
- * Feed input in pieces of at most step bytes (0: whole) through a buffer
- * the way pop3_session does; return the lines joined by '|', an error as
- * "!ERR".  Malloc'ed.
- */
-static char *
-run_lines(const char *input, size_t len, size_t step, size_t max)
-{
-	struct pop3_line_parser p;
-	struct buf in, out;
-	size_t off = 0, items = 0;
-
-	pop3_line_parser_init(&p);
-	buf_init(&in, 0);
-	buf_init(&out, 0);
-	while (off < len) {
-		size_t n = step == 0 || len - off < step ? len - off : step;
-
-		buf_append(&in, input + off, n);
-		off += n;
-		for (;;) {
-			const char *line;
-			size_t consumed, llen;
-			int r = pop3_line_parse(&p, in.data, in.len, max,
-			    &consumed, &line, &llen);
-
-			if (r != 0 && items++ > 0)
-				buf_append_char(&out, '|');
-			if (r == 1)
-				buf_append(&out, line, llen);
-			else if (r < 0)
-				buf_append_str(&out, "!ERR");
-			buf_consume(&in, consumed);
-			if (r == 0)
-				break;
-		}
-	}
-	buf_free(&in);
-	return buf_steal(&out);
-}
-
-static void
-check_lines(const char *input, size_t max, const char *want)
-{
-	size_t len = strlen(input), step;
-
-	for (step = 0; step <= len; step++) {
-		char *got = run_lines(input, len, step, max);
-
-		test_assert_streq(got, want);
-		free(got);
-	}
-}
-
-static void
-test_lines(void)
-{
-	test_begin("pop3_line_parse");
-	{
-		/* An empty buffer that never had storage. */
-		struct pop3_line_parser p;
-		const char *line;
-		size_t consumed, llen;
-
-		pop3_line_parser_init(&p);
-		test_assert(pop3_line_parse(&p, NULL, 0, 64, &consumed, &line,
-		    &llen) == 0 && consumed == 0);
-	}
-	check_lines("STAT\r\nLIST\r\n", 64, "STAT|LIST");
-	check_lines("stat\nlist 1\r\nQUIT", 64, "stat|list 1");
-	check_lines("\r\n\r\nNOOP\r\n", 64, "||NOOP");
-	/* a lone CR is kept; only CR before LF is removed */
-	check_lines("NO\rOP\r\r\n", 64, "NO\rOP\r");
-	/* max 8 includes the terminator: 6 bytes + CRLF fit */
-	check_lines("ABCDEF\r\nNOOP\r\n", 8, "ABCDEF|NOOP");
-	check_lines("ABCDEFGHIJKLMNOP\r\nNOOP\r\n", 8, "!ERR|NOOP");
-	check_lines("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\nRETR 1\n", 8,
-	    "!ERR|RETR 1");
-	test_end();
-}
+/* ---- command lines (split by linebuf: test_linebuf.c) ---- */
 
 static void
 test_command(void)
@@ -328,7 +246,6 @@ test_logout(void)
 int
 main(void)
 {
-	test_lines();
 	test_command();
 	test_numbers();
 	test_stuff();
