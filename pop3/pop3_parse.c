@@ -54,25 +54,25 @@ pop3_args_split(char *args, char **argv, int max)
 }
 
 int
-pop3_parse_msgnum(const char *s, uint32_t *num_r)
-{
-	long long v;
-
-	/* STYLE §7: one overflow-checked parser for client numbers. */
-	if (str_to_ll(s, 1, UINT32_MAX, &v) < 0)
-		return -1;
-	*num_r = (uint32_t)v;
-	return 0;
-}
-
-int
 pop3_parse_count(const char *s, uint64_t *count_r)
 {
 	long long v;
 
+	/* STYLE §7: one overflow-checked parser for client numbers. */
 	if (str_to_ll(s, 0, INT64_MAX, &v) < 0)
 		return -1;
 	*count_r = (uint64_t)v;
+	return 0;
+}
+
+int
+pop3_parse_msgnum(const char *s, uint32_t *num_r)
+{
+	uint64_t v;
+
+	if (pop3_parse_count(s, &v) < 0 || v == 0 || v > UINT32_MAX)
+		return -1;
+	*num_r = (uint32_t)v;
 	return 0;
 }
 
@@ -91,15 +91,16 @@ pop3_stuffer_init(struct pop3_stuffer *st, int64_t top_lines)
 }
 
 /*
- * A line ended (its CRLF is out).  RFC 1939 §7: TOP sends the header,
+ * End a line: CRLF on the wire.  RFC 1939 §7: TOP sends the header,
  * the empty line after it, then body_left body lines.  Returns true when
  * that is complete.
  */
 static bool
-pop3_stuffer_end_line(struct pop3_stuffer *st)
+pop3_stuffer_end_line(struct pop3_stuffer *st, struct buf *out)
 {
 	bool was_empty = st->line_empty;
 
+	buf_append(out, "\r\n", 2);
 	st->bol = true;
 	st->line_empty = true;
 	if (!st->in_body) {
@@ -145,9 +146,8 @@ pop3_stuff(struct pop3_stuffer *st, const char *in, size_t len,
 		if (st->pending_cr) {
 			st->pending_cr = false;
 			if (in[i] == '\n') {
-				buf_append(out, "\r\n", 2);
 				i++;
-				if (pop3_stuffer_end_line(st))
+				if (pop3_stuffer_end_line(st, out))
 					return true;
 				continue;
 			}
@@ -161,9 +161,8 @@ pop3_stuff(struct pop3_stuffer *st, const char *in, size_t len,
 		}
 		if (in[i] == '\n') {
 			/* A bare LF ends a line too: CRLF on the wire. */
-			buf_append(out, "\r\n", 2);
 			i++;
-			if (pop3_stuffer_end_line(st))
+			if (pop3_stuffer_end_line(st, out))
 				return true;
 			continue;
 		}
@@ -183,8 +182,7 @@ pop3_stuff_finish(struct pop3_stuffer *st, struct buf *out)
 		 * needs CRLF before the terminator (RFC 1939 §3). */
 		if (st->pending_cr || !st->bol) {
 			st->pending_cr = false;
-			buf_append(out, "\r\n", 2);
-			(void)pop3_stuffer_end_line(st);
+			(void)pop3_stuffer_end_line(st, out);
 		}
 	}
 	st->done = true;
@@ -474,6 +472,9 @@ pop3_uidl_expand(struct buf *out, const char *fmt, uint32_t uid,
 /* ---- pop3_logout_format ---- */
 
 #define POP3_MAX_LOGOUT_TEXT	512
+/* A variable: its short key ('\0': none), its name {field}, its field. */
+#define POP3_LOGOUT_VAR(key, field) \
+	{ key, #field, offsetof(struct pop3_logout_stats, field) }
 
 static bool
 pop3_logout_value(const struct pop3_var *v, const struct pop3_logout_stats *st,
@@ -484,24 +485,16 @@ pop3_logout_value(const struct pop3_var *v, const struct pop3_logout_stats *st,
 		const char	*name;
 		size_t		 off;
 	} vars[] = {
-		{ 't', "top_count", offsetof(struct pop3_logout_stats,
-		    top_count) },
-		{ 'p', "top_bytes", offsetof(struct pop3_logout_stats,
-		    top_bytes) },
-		{ 'r', "retr_count", offsetof(struct pop3_logout_stats,
-		    retr_count) },
-		{ 'b', "retr_bytes", offsetof(struct pop3_logout_stats,
-		    retr_bytes) },
-		{ 'd', "deleted_count", offsetof(struct pop3_logout_stats,
-		    deleted_count) },
-		{ '\0', "deleted_bytes", offsetof(struct pop3_logout_stats,
-		    deleted_bytes) },
-		{ 'm', "message_count", offsetof(struct pop3_logout_stats,
-		    message_count) },
-		{ 's', "message_bytes", offsetof(struct pop3_logout_stats,
-		    message_bytes) },
-		{ 'i', "input", offsetof(struct pop3_logout_stats, input) },
-		{ 'o', "output", offsetof(struct pop3_logout_stats, output) },
+		POP3_LOGOUT_VAR('t', top_count),
+		POP3_LOGOUT_VAR('p', top_bytes),
+		POP3_LOGOUT_VAR('r', retr_count),
+		POP3_LOGOUT_VAR('b', retr_bytes),
+		POP3_LOGOUT_VAR('d', deleted_count),
+		POP3_LOGOUT_VAR('\0', deleted_bytes),
+		POP3_LOGOUT_VAR('m', message_count),
+		POP3_LOGOUT_VAR('s', message_bytes),
+		POP3_LOGOUT_VAR('i', input),
+		POP3_LOGOUT_VAR('o', output),
 	};
 	size_t i;
 

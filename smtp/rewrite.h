@@ -31,7 +31,7 @@
 /* Bytes of one header value rewrite_header_value() accepts. */
 #define REWRITE_MAX_HEADER_VALUE	(100 * 1024)
 /* Seconds between checks whether a table file changed on disk. */
-#define REWRITE_REFRESH_INTERVAL	1
+#define REWRITE_REFRESH_INTERVAL	0
 
 /*
  * Open the tables the settings name, so that a missing or stale one is

@@ -500,7 +500,8 @@ smtpd_access_domain_listed(const char *param, const char *domain)
 			}
 			continue;
 		}
-		if (str_case_eq(e, d) || (e[0] == '.' && strlen(d) > strlen(e) &&
+		if (str_case_eq(e, d) || (e[0] == '.' &&
+		    strlen(d) > strlen(e) &&
 		    str_case_eq(d + strlen(d) - strlen(e), e))) {
 			found = !negate;
 			done = true;

@@ -678,12 +678,10 @@ smtpd_check_settings_load(struct smtpd_settings *set)
 	size_t i, n;
 
 	/* DNS servers and address rewriting follow the configuration
-	 * (start and reload). */
+	 * (start and reload); rewrite tables open at their first use. */
 	if (dns_init(&error) < 0)
 		log_warning("DNS: %s", error != NULL ? error : "unusable");
 	rewrite_reset();
-	if (rewrite_init(&error) < 0)
-		log_warning("%s", error);
 
 	smtpd_check_load_list(rs, "smtpd_client_restrictions",
 	    R_CHECK_CLIENT, &rs->client, NULL);
@@ -928,7 +926,8 @@ smtpd_check_command_done(struct smtpd_session *s)
 		return;
 	cs->lookups = 0;
 	for (i = 0; i < cs->ncache; i++) {
-		if (cs->cache[i].per_command || cs->ncache > SMTPD_CHECK_MAX_CACHE)
+		if (cs->cache[i].per_command ||
+		    cs->ncache > SMTPD_CHECK_MAX_CACHE)
 			smtpd_check_entry_free(&cs->cache[i]);
 		else
 			cs->cache[o++] = cs->cache[i];
@@ -984,7 +983,7 @@ smtpd_check_work_ptr(struct smtpd_check_job *job)
 	if (i == count) {
 		job->name_status = PEER_PERM;
 		snprintf(job->why, sizeof(job->why), "hostname %s does not "
-		    "resolve to address", name);
+		    "resolve to address %s", name, job->key);
 		return;
 	}
 	job->name = xstrdup(name);
@@ -1065,7 +1064,7 @@ smtpd_check_apply_ptr(struct smtpd_session *s, struct smtpd_check_job *job)
 	free(s->name);
 	s->name = xstrdup(job->name != NULL ? job->name : "unknown");
 	if (job->why[0] != '\0')
-		log_warning("%s %s", job->why, s->addr);
+		log_warning("%s", job->why);
 }
 
 static void
@@ -1814,8 +1813,8 @@ smtpd_eval_table_result(struct smtpd_eval *ev, const char *table,
 		size_t nlen = strcspn(a.text, ": \t");
 
 		if (ev->no_actions || ev->sender == NULL || ev->eod) {
-			log_warning("access table %s: action PREPEND is skipped "
-			    "%s", table, ev->eod ? "at the end of the message" :
+			log_warning("access table %s: action PREPEND is "
+			    "skipped %s", table, ev->eod ? "at the end of the message" :
 			    "outside a mail transaction");
 			return SC_DUNNO;
 		}

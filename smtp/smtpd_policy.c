@@ -153,7 +153,8 @@ smtpd_policy_server_new(const char *spec, const char **error_r)
 	    (uint64_t)cfg_get_time("smtpd_policy_service_retry_delay") * 1000;
 	ps->request_limit =
 	    (unsigned)cfg_get_int("smtpd_policy_service_request_limit");
-	ps->def_action = xstrdup(cfg_get("smtpd_policy_service_default_action"));
+	ps->def_action =
+	    xstrdup(cfg_get("smtpd_policy_service_default_action"));
 	pthread_mutex_init(&ps->lock, NULL);
 	return ps;
 fail:
@@ -411,8 +412,9 @@ smtpd_policy_recv(int fd, uint64_t deadline, char **action_r,
 	for (;;) {
 		ssize_t n;
 
-		if (len >= 2 && ((buf[len - 1] == '\n' && buf[len - 2] == '\n') ||
-		    (len >= 4 && memcmp(buf + len - 4, "\r\n\r\n", 4) == 0))) {
+		if (len >= 2 && ((buf[len - 1] == '\n' &&
+		    buf[len - 2] == '\n') || (len >= 4 &&
+		    memcmp(buf + len - 4, "\r\n\r\n", 4) == 0))) {
 			if (smtpd_policy_parse_reply(buf, len, action_r) < 0) {
 				*why_r = "malformed response";
 				return -1;
@@ -464,7 +466,8 @@ smtpd_policy_query(struct smtpd_policy_server *ps, const char *request,
 			struct timespec ts;
 
 			ts.tv_sec = (time_t)(ps->retry_delay_ms / 1000);
-			ts.tv_nsec = (long)(ps->retry_delay_ms % 1000) * 1000000;
+			ts.tv_nsec = (long)(ps->retry_delay_ms % 1000) *
+			    1000000;
 			nanosleep(&ts, NULL);
 		}
 		memset(&c, 0, sizeof(c));

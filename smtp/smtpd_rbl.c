@@ -238,7 +238,8 @@ smtpd_rbl_lookup(const char *query, struct smtpd_rbl_result *res)
 		size_t i;
 
 		buf_init(&b, 0);
-		for (i = 0; txt[i] != NULL && b.len < SMTPD_RBL_TXT_LIMIT; i++) {
+		for (i = 0; txt[i] != NULL && b.len < SMTPD_RBL_TXT_LIMIT;
+		    i++) {
 			size_t room = SMTPD_RBL_TXT_LIMIT - b.len;
 			size_t n = strlen(txt[i]);
 
@@ -347,7 +348,8 @@ smtpd_rbl_expand_to(struct buf *out, const char *t, size_t tlen,
 			continue;
 		}
 		name = t + i;
-		while (i < tlen && (isalnum((unsigned char)t[i]) || t[i] == '_'))
+		while (i < tlen && (isalnum((unsigned char)t[i]) ||
+		    t[i] == '_'))
 			i++;
 		nlen = (size_t)(t + i - name);
 		if (nlen == 0 || (val = smtpd_rbl_var(v, name, nlen)) == NULL)

@@ -1018,3 +1018,26 @@ def test_helo_dns_check_at_helo(make_server, fakedns):
     assert code == 250 and "PIPELINING" in lines, lines
     assert envelope(r, "a@b.example", "demo@example.test")[0] == 250
     r.close()
+
+
+@pytest.mark.parametrize("restrictions, code, text", [
+    ("defer_if_reject, reject", 450, "4.7.0 <demo@example.test>: Recipient "
+     "address rejected: defer_if_reject requested"),
+    ("defer_if_permit, permit", 450, "4.7.0 <demo@example.test>: Recipient "
+     "address rejected: defer_if_permit requested"),
+    ("defer_if_permit, reject", 554, "5.7.1 <demo@example.test>: Recipient "
+     "address rejected: Access denied"),
+    ("defer", 450, "4.3.2 <demo@example.test>: Recipient address rejected: "
+     "Try again later"),
+    ("warn_if_reject, reject, permit", 250, None),
+])
+def test_deferral_elements(make_server, restrictions, code, text):
+    srv = make_server(conf=NOPTR + "smtpd_recipient_restrictions = %s\n"
+                      % restrictions)
+    r = raw(srv, "127.0.0.1")
+    ehlo(r)
+    got, line = envelope(r, "a@b.example", "demo@example.test")
+    assert got == code, line
+    if text:
+        assert line == text
+    r.close()
