@@ -4,7 +4,6 @@ Real IMAP clients against a real posternd: mbsync (isync) keeping a
 deleting mail through IMAP as a user at a terminal would (driven through
 a pseudo-terminal, since mutt needs one).
 """
-import imaplib
 import os
 import pty
 import re
@@ -16,52 +15,11 @@ import time
 
 import pytest
 
-from conftest import DEFAULT_USERS, PASSWORD, WAIT, make_msg
+from conftest import DEFAULT_USERS, PASSWORD
+from test_imap import MBSYNC_CONF, deliver, login
 
 USERS = DEFAULT_USERS + ("ms1", "mu1")
 SERVER_OPTIONS = {"imap": True, "users": USERS}
-
-MBSYNC_CONF = """\
-IMAPAccount test
-Host 127.0.0.1
-Port {port}
-User {user}
-Pass {password}
-SSLType None
-AuthMechs LOGIN
-
-IMAPStore remote
-Account test
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel sync
-Far :remote:
-Near :local:
-Patterns *
-Create Both
-Expunge Both
-SyncState *
-Sync All
-"""
-
-
-def deliver(server, user, subject, body="hello\n"):
-    server.send("sender@example.test", "%s@example.test" % user,
-                make_msg(subject, body=body, sender="sender@example.test",
-                         to="%s@example.test" % user))
-    server.wait_token(user, subject)
-
-
-def login(server, user):
-    im = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=WAIT)
-    typ, data = im.login(user, PASSWORD)
-    assert typ == "OK", data
-    return im
-
 
 def fill_maildir(server, user, n, start=0):
     """n messages as a delivery agent leaves them in new/."""
