@@ -328,6 +328,7 @@ struct smtpd_eval {
 	const char	*recipient;	/* NULL: none; qualified */
 	const char	*rcpt_raw;	/* as the client gave it */
 	const char	*sender_raw;
+	char		 namaddr[300];	/* "name[addr]" of the client */
 	int		 recursion;
 	int		 warn_if_reject;
 	struct smtpd_defer dip, dir;
@@ -1196,6 +1197,7 @@ smtpd_eval_init(struct smtpd_eval *ev, struct smtpd_session *s,
 	ev->rs = s->set->restrictions;
 	ev->cmd = cmd;
 	ev->qid = "NOQUEUE";
+	str_lcpy(ev->namaddr, smtpd_session_client(s), sizeof(ev->namaddr));
 	ev->helo = s->helo;
 	ev->rcpt_rewrite = -2;
 	if (s->txn != NULL) {
@@ -1814,7 +1816,8 @@ smtpd_eval_table_result(struct smtpd_eval *ev, const char *table,
 
 		if (ev->no_actions || ev->sender == NULL || ev->eod) {
 			log_warning("access table %s: action PREPEND is "
-			    "skipped %s", table, ev->eod ? "at the end of the message" :
+			    "skipped %s", table, ev->eod ?
+			    "at the end of the message" :
 			    "outside a mail transaction");
 			return SC_DUNNO;
 		}
@@ -2312,10 +2315,9 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 	struct smtpd_session *s = ev->s;
 	const struct smtpd_restrictions *rs = ev->rs;
 	struct smtpd_check_state *cs = smtpd_check_state(s);
-	char namaddr[300], *value = NULL;
+	char *value = NULL;
 	int found;
 
-	snprintf(namaddr, sizeof(namaddr), "%s", smtpd_session_client(s));
 	switch (r->type) {
 	case R_PERMIT:
 		return SC_OK;
@@ -2497,7 +2499,7 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 			return SC_DUNNO;
 		found = smtpd_access_find_host(r->map, s->name,
 		    s->naddr.family != 0 ? s->addr : NULL, &value);
-		return smtpd_eval_lookup(ev, r, found, value, namaddr,
+		return smtpd_eval_lookup(ev, r, found, value, ev->namaddr,
 		    CLASS_CLIENT);
 	case R_CHECK_REVERSE_CLIENT:
 		if (s->local)
@@ -2658,15 +2660,12 @@ static int
 smtpd_eval_early(struct smtpd_eval *ev, bool client, bool helo, bool sender)
 {
 	const struct smtpd_restrictions *rs = ev->rs;
-	char namaddr[300];
 	int st = SC_DUNNO;
 
-	snprintf(namaddr, sizeof(namaddr), "%s",
-	    smtpd_session_client(ev->s));
 	if (client && rs->client.n > 0) {
 		smtpd_eval_stage(ev);
-		st = smtpd_check_list(ev, &rs->client, namaddr, CLASS_CLIENT,
-		    R_CHECK_CLIENT);
+		st = smtpd_check_list(ev, &rs->client, ev->namaddr,
+		    CLASS_CLIENT, R_CHECK_CLIENT);
 		if (st == SC_REJECT || st == SC_PENDING)
 			return st;
 	}
