@@ -240,6 +240,11 @@ struct imap_session {
 
 	/* ENABLE (RFC 5161) */
 	bool		 rev2;		/* IMAP4rev2 */
+	/* CONDSTORE enabled (RFC 7162 §3.1: by ENABLE CONDSTORE or any
+	 * command that uses it; QRESYNC implies it). */
+	bool		 condstore;
+	bool		 qresync;	/* ENABLE QRESYNC (RFC 7162 §3.2.3) */
+	bool		 utf8_accept;	/* ENABLE UTF8=ACCEPT (RFC 6855) */
 
 	/* the selected mailbox and this session's view of it */
 	struct imap_mbox *sel;
@@ -390,6 +395,11 @@ imap_cmd_fn imap_cmd_store;
 imap_cmd_fn imap_cmd_search;
 imap_cmd_fn imap_cmd_append, imap_cmd_copy;
 imap_cmd_fn imap_cmd_idle;
+imap_cmd_fn imap_cmd_sort, imap_cmd_thread;		/* imap_cmd_sort.c */
+imap_cmd_fn imap_cmd_getquota, imap_cmd_getquotaroot,
+    imap_cmd_setquota;					/* imap_cmd_quota.c */
+imap_cmd_fn imap_cmd_compress;				/* imap_cmd_compress.c */
+imap_cmd_fn imap_cmd_notify;				/* imap_cmd_notify.c */
 
 /* The full capability list of the authenticated state. */
 void	imap_capability_write(struct buf *out);
