@@ -7,6 +7,9 @@ times, against any IMAP server that serves it:
 
   select-cold   the first SELECT (the server builds its index)
   select        SELECT again, from a new connection (the index exists)
+  select-restart  SELECT again after the server was restarted (only
+                with --postern: the mail process starts from nothing but
+                the files it keeps in the Maildir)
   flags         FETCH 1:* (FLAGS)
   env-cold      FETCH 1:* (ENVELOPE BODYSTRUCTURE), the first time
   env           the same again (from the server's cache)
@@ -459,7 +462,7 @@ def run_cases(args):
         opened = st.stop() if st else None
         pids = server_pids(args) or pids
         rss, pss = proc_mem(pids)
-        line = "%-12s %8.3f s  %s" % (name, dt, info)
+        line = "%-14s %8.3f s  %s" % (name, dt, info)
         if rss is not None:
             line += "  rss %d MiB pss %d MiB" % (rss // 1024, pss // 1024)
         if opened is not None:
@@ -479,6 +482,12 @@ def run_cases(args):
     c.close()
     c = imap_login(args)
     case("select", select)
+    if getattr(args, "restart", None):
+        c.close()
+        args.restart()
+        c = imap_login(args)
+        pids = server_pids(args)
+        case("select-restart", select)
 
     def fetch(items):
         def fn():
@@ -567,6 +576,14 @@ def main():
         args.pop3_port = pp.pop3_port
         args.server_proc = args.server_proc or "imap"
         args.server_root = pp.proc.pid
+
+        def restart():
+            pp.proc.send_signal(signal.SIGTERM)
+            pp.proc.wait(30)
+            pp.log.close()
+            pp.start()
+            args.server_root = pp.proc.pid
+        args.restart = restart
     if not args.user or not args.password:
         sys.exit("--user and --password (or --postern) are needed")
     try:

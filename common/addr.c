@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 
 #include <ifaddrs.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,9 +315,47 @@ struct addr_map_cache {
 };
 static struct addr_map_cache *addr_maps;
 static size_t addr_map_count;
+/* Threads (smtpd's pool, the smtp agent) share the tables: one at a
+ * time, as a Berkeley DB handle wants. */
+static pthread_mutex_t addr_maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool addr_maps_atexit;
+
+/* Close the tables at exit: an open handle looks like a leak. */
+static void
+addr_maps_close(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&addr_maps_lock);
+	for (i = 0; i < addr_map_count; i++) {
+		map_close(&addr_maps[i].map);
+		free(addr_maps[i].spec);
+	}
+	free(addr_maps);
+	addr_maps = NULL;
+	addr_map_count = 0;
+	pthread_mutex_unlock(&addr_maps_lock);
+}
+
+static int addr_map_lookup_locked(const char *spec, const char *key);
 
 static int
 addr_map_lookup(const char *spec, const char *key)
+{
+	int ret;
+
+	pthread_mutex_lock(&addr_maps_lock);
+	if (!addr_maps_atexit) {
+		addr_maps_atexit = true;
+		(void)atexit(addr_maps_close);
+	}
+	ret = addr_map_lookup_locked(spec, key);
+	pthread_mutex_unlock(&addr_maps_lock);
+	return ret;
+}
+
+static int
+addr_map_lookup_locked(const char *spec, const char *key)
 {
 	struct map *m = NULL;
 	const char *error;

@@ -1456,6 +1456,19 @@ cfg_state_check(struct cfg_state *st, struct cfg_errors *errs)
 		if (st->known[i].raw != NULL)
 			(void)cfg_slot_check(&st->known[i]);
 	}
+	/* Restriction class names (smtpd_restriction_classes) are
+	 * parameters the file defines for itself, as in Postfix. */
+	if (cfg_param_find("smtpd_restriction_classes") != NULL) {
+		const char *v = cfg_slot_value(&st->known[
+		    cfg_param_find("smtpd_restriction_classes") - cfg_params],
+		    0);
+		char **names = cfg_list_split(v != NULL ? v : "");
+
+		for (i = 0; i < st->nuser; i++)
+			if (strv_contains_case(names, st->user[i].name))
+				st->user[i].used = true;
+		strv_free(&names);
+	}
 	/* User-defined values only count when something uses them. */
 	for (i = 0; i < st->nuser; i++) {
 		if (st->user[i].used)
@@ -1700,6 +1713,16 @@ cfg_is_set(const char *name)
 	struct cfg_slot *slot = cfg_slot_find(cfg_current(), name);
 
 	return slot != NULL && slot->raw != NULL;
+}
+
+const char *
+cfg_get_user(const char *name)
+{
+	struct cfg_slot *slot = cfg_slot_find(cfg_current(), name);
+
+	if (slot == NULL || slot->param != NULL || slot->raw == NULL)
+		return NULL;
+	return cfg_slot_value(slot, 0);
 }
 
 bool

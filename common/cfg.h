@@ -57,6 +57,11 @@ char	**cfg_get_list(const char *name);
 void	cfg_list_free(char ***list);
 /* Whether name was set in the file (not just defaulted). */
 bool	cfg_is_set(const char *name);
+/*
+ * A user-defined parameter's expanded value (a restriction class), or
+ * NULL when the file does not set it.  Borrowed, as cfg_get().
+ */
+const char *cfg_get_user(const char *name);
 /* Whether name is a known parameter. */
 bool	cfg_known(const char *name);
 

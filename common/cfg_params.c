@@ -328,6 +328,10 @@ const struct cfg_param cfg_params[] = {
 	D_INT("login_max_connections_per_ip", "50", 0, INT_MAX),
 
 	/* ---- auth and login: Postern's own ---- */
+	/* Login processes started per protocol (Dovecot's service
+	 * imap-login { process_min_avail }); 0: one per CPU, at most 4. */
+	P_INT("imap_login_process_min_avail", "0", 0, 16),
+	P_INT("pop3_login_process_min_avail", "0", 0, 16),
 	/* Loopback clients count as secure for plaintext passwords (as
 	 * Dovecot treats localhost); "no" makes tests see what a remote
 	 * client sees. */
@@ -341,6 +345,16 @@ const struct cfg_param cfg_params[] = {
 	P_MAPS("smtpd_sender_login_maps", ""),
 	/* Restrictions (smtp/smtpd_check.c): Postfix's names and defaults. */
 	P_LIST("smtpd_end_of_data_restrictions", ""),
+	/* Names of user-defined parameters that are restriction lists. */
+	P_LIST("smtpd_restriction_classes", ""),
+	/* sendmail access files: From:/To:/Connect: keys (smtpd_access.c) */
+	P_BOOL("sendmail_access_tags", "no"),
+	P_LIST("permit_mx_backup_networks", ""),
+	P_INT("unverified_sender_reject_code", "450", 400, 599),
+	P_INT("unverified_recipient_defer_code", "450", 400, 599),
+	P_INT("unverified_sender_defer_code", "450", 400, 599),
+	P_STR("unverified_recipient_reject_reason", ""),
+	P_STR("unverified_sender_reject_reason", ""),
 	P_INT("reject_code", "554", 400, 599),
 	P_INT("defer_code", "450", 400, 599),
 	P_INT("access_map_defer_code", "450", 400, 599),
@@ -376,6 +390,10 @@ const struct cfg_param cfg_params[] = {
 	 * before it answers DATA (doc/internals.md). */
 	P_BOOL("local_delivery_at_accept", "yes"),
 	P_INT("local_delivery_at_accept_limit", "32", 1, 1024),
+	/* Messages qmgr holds open at once (Postfix: 20000; each one here
+	 * is an open file).  When they are all waiting, in_flow_delay
+	 * slows smtpd down. */
+	P_INT("qmgr_message_active_limit", "500", 1, 100000),
 
 	/* ---- added by rewrite (smtp/rewrite.c) ---- */
 	/* Which addresses each kind of rewriting applies to (Postfix). */
@@ -398,6 +416,10 @@ const struct cfg_param cfg_params[] = {
 	/* A pop3/imap mail process leaves after this long without a
 	 * session (login/mailproc.h; Postfix's max_idle for its daemons). */
 	P_TIME("mail_process_max_idle", "60s"),
+
+	/* ---- added by imap quota (store/store_quota.c) ---- */
+	/* Dovecot's "*:storage=1G:messages=100000"; empty: no quota. */
+	D_STR("quota_rule", ""),
 
 };
 

@@ -1031,6 +1031,59 @@ out:
 	return st;
 }
 
+enum dns_status
+dns_lookup_ns(const char *domain, char ***hosts_r, const char **why_r)
+{
+	struct dns_answer ans;
+	unsigned char *buf;
+	const char *why;
+	enum dns_status st;
+	size_t n = 0;
+	char **v = NULL;
+	int k, total;
+
+	if (why_r == NULL)
+		why_r = &why;
+	*hosts_r = NULL;
+	buf = xmalloc(DNS_MAX_ANSWER);
+	st = dns_query(domain, ns_t_ns, buf, &ans, why_r);
+	if (st != DNS_OK)
+		goto out;
+	total = ns_msg_count(ans.msg, ns_s_an);
+	for (k = 0; k < total; k++) {
+		char host[DNS_NAME_TEXT];
+		ns_rr rr;
+		int r;
+
+		if ((r = dns_answer_rr(&ans, k, ns_t_ns, &rr)) < 0)
+			goto bad;
+		if (r == 0)
+			continue;
+		if (dns_rdata_name(&ans.msg, ns_rr_rdata(rr), ns_rr_rdlen(rr),
+		    host, sizeof(host)) < 0)
+			goto bad;
+		if (host[0] == '\0' || !dns_host_ok(host))
+			continue;
+		if (n < DNS_MAX_RR)
+			dns_strv_add(&v, &n, xstrdup(host));
+	}
+	if (n == 0) {
+		*why_r = dns_why_nodata;
+		st = DNS_NOTFOUND;
+		goto out;
+	}
+	*hosts_r = v;
+	v = NULL;
+	goto out;
+bad:
+	*why_r = dns_why_badreply;
+	st = DNS_FAIL;
+out:
+	dns_strv_free(&v);
+	free(buf);
+	return st;
+}
+
 /* 4.3.2.1.in-addr.arpa or the nibbles of ip6.arpa (RFC 3596 §2.5). */
 static int
 dns_reverse_name(const struct sockaddr *sa, char *buf, size_t size)

@@ -71,16 +71,20 @@ enum dns_status dns_lookup_a(const char *name, char ***addrs_r,
 /* TXT records of a name, each record's strings joined. */
 enum dns_status dns_lookup_txt(const char *name, char ***txt_r,
 	    const char **why_r);
+/* NS records of a domain (check_*_ns_access), as host names. */
+enum dns_status dns_lookup_ns(const char *domain, char ***hosts_r,
+	    const char **why_r);
 /* PTR of an address (reverse lookup for smtpd's client name). */
 enum dns_status dns_lookup_ptr(const struct sockaddr *sa, char **name_r,
 	    const char **why_r);
 
 /*
  * Ownership of the results above: *addrs_r of dns_lookup_host() is one
- * malloc'ed array (free()); the vectors of dns_lookup_a() and
- * dns_lookup_txt() are NULL-terminated arrays of malloc'ed strings, freed
- * by dns_strv_free() (which sets *v to NULL); the name of dns_lookup_ptr()
- * is malloc'ed (free()).  Nothing is allocated unless DNS_OK.
+ * malloc'ed array (free()); the vectors of dns_lookup_a(),
+ * dns_lookup_ns() and dns_lookup_txt() are NULL-terminated arrays of
+ * malloc'ed strings, freed by dns_strv_free() (which sets *v to NULL);
+ * the name of dns_lookup_ptr() is malloc'ed (free()).  Nothing is
+ * allocated unless DNS_OK.
  */
 void	dns_strv_free(char ***v);
 /* "ok", "notfound", "nullmx", "tempfail", "fail": for logs and tests. */

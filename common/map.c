@@ -221,6 +221,33 @@ map_reader_next(struct map_reader *r, int *start_r)
 }
 
 /*
+ * "192.168.2." is how some tutorials write the network 192.168.2 in an
+ * access table; lookups (access(5)) ask for "192.168.2", so the key
+ * loses its dot.  Only one to three numeric fields with a final dot:
+ * nothing else can be read that way.
+ */
+static void
+map_ip_prefix_key(char *key)
+{
+	size_t len = strlen(key), i, fields = 0, digits = 0;
+
+	if (len < 2 || key[len - 1] != '.')
+		return;
+	for (i = 0; i < len; i++) {
+		if (key[i] >= '0' && key[i] <= '9') {
+			if (++digits > 3)
+				return;
+		} else if (key[i] == '.' && digits > 0) {
+			digits = 0;
+			fields++;
+		} else
+			return;
+	}
+	if (fields >= 1 && fields <= 3)
+		key[len - 1] = '\0';
+}
+
+/*
  * Split a logical line into a malloc'ed lowercase key and value.
  * Returns 0, or -1 (logged) for a malformed line.
  */
@@ -272,6 +299,8 @@ map_split_line(const char *path, int lineno, enum map_kind kind, char *text,
 	}
 	*key_r = str_lower(xstrdup(k));
 	*value_r = xstrdup(v);
+	if (kind == MAP_KIND_PLAIN)
+		map_ip_prefix_key(*key_r);
 	return 0;
 }
 

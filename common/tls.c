@@ -69,8 +69,10 @@ struct tls_conn {
 	char		 error[TLS_ERROR_MAX];
 };
 
-/* Behind the error_r strings of functions without a connection. */
-static char tls_errbuf[TLS_ERROR_MAX];
+/* Behind the error_r strings of functions without a connection; one per
+ * thread, since the smtp agent's threads set up client sessions at the
+ * same time. */
+static __thread char tls_errbuf[TLS_ERROR_MAX];
 
 /* Replace anything unprintable so the text stays one log line. */
 static void

@@ -67,7 +67,32 @@ userdb_user_free(struct userdb_user *u)
 	}
 	free(u->home);
 	free(u->gecos);
+	free(u->extra);
 	memset(u, 0, sizeof(*u));
+}
+
+char *
+userdb_extra_get(const struct userdb_user *u, const char *key)
+{
+	const char *p = u->extra;
+	size_t klen = strlen(key);
+
+	while (p != NULL && *p != '\0') {
+		const char *end = strchr(p, ' ');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *f = p;
+
+		/* Dovecot: "userdb_" marks a userdb field in a file that
+		 * serves as passdb and userdb. */
+		if (len > 7 && strncmp(f, "userdb_", 7) == 0) {
+			f += 7;
+			len -= 7;
+		}
+		if (len > klen && strncmp(f, key, klen) == 0 && f[klen] == '=')
+			return xstrndup(f + klen + 1, len - klen - 1);
+		p = end != NULL ? end + 1 : NULL;
+	}
+	return NULL;
 }
 
 static const char *
@@ -157,6 +182,7 @@ userdb_parse_line(const char *path, int lineno, char *line,
 	u->name = xstrdup(f[0]);
 	u->password = *f[1] == '\0' ? NULL : xstrdup(f[1]);
 	u->gecos = xstrdup(f[4]);
+	u->extra = *f[7] == '\0' ? NULL : xstrdup(f[7]);
 	if (*f[5] != '\0')
 		u->home = xstrdup(f[5]);
 	else

@@ -20,6 +20,9 @@ struct userdb_user {
 	gid_t	 gid;
 	char	*home;
 	char	*gecos;		/* full name, may be "" */
+	/* passwd-file: the extra fields (space-separated key=value, e.g.
+	 * "userdb_quota_rule=*:storage=200M"), or NULL. */
+	char	*extra;
 };
 
 /*
@@ -31,6 +34,11 @@ struct userdb_user {
 int	userdb_lookup(const char *name, struct userdb_user *u,
 	    const char **error_r);
 void	userdb_user_free(struct userdb_user *u);
+/*
+ * The value of the extra field key of u ("quota_rule" finds
+ * "userdb_quota_rule=..." or "quota_rule=..."), malloc'ed, or NULL.
+ */
+char	*userdb_extra_get(const struct userdb_user *u, const char *key);
 
 /* Path of the passwd-file when userdb or passdb is passwd-file:, else NULL. */
 const char *userdb_passwd_file(void);

@@ -164,6 +164,50 @@ imap_mbox_cb_new(uint32_t count, void *ctx)
 	 * always above the old ones). */
 }
 
+void
+imap_mbox_ghost_add(struct imap_mbox *m, const struct store_msg *sm)
+{
+	/* Only sessions other than the expunging one can ask; without
+	 * them there is nobody to keep it for. */
+	if (m->sessions == NULL || m->sessions->sel_next == NULL ||
+	    m->nghosts >= IMAP_MAX_GHOSTS)
+		return;
+	if (m->nghosts == m->capghosts) {
+		m->capghosts = m->capghosts > 0 ? m->capghosts * 2 : 16;
+		m->ghosts = xreallocarray(m->ghosts, m->capghosts,
+		    sizeof(*m->ghosts));
+	}
+	m->ghosts[m->nghosts++] = *sm;
+}
+
+const struct store_msg *
+imap_mbox_ghost(const struct imap_mbox *m, uint32_t uid)
+{
+	size_t i;
+
+	/* Few, and the latest are asked for most. */
+	for (i = m->nghosts; i-- > 0; )
+		if (m->ghosts[i].uid == uid)
+			return &m->ghosts[i];
+	return NULL;
+}
+
+void
+imap_mbox_ghosts_prune(struct imap_mbox *m)
+{
+	const struct imap_session *s;
+
+	if (m->nghosts == 0)
+		return;
+	for (s = m->sessions; s != NULL; s = s->sel_next)
+		if (s->expunge_gen != m->expunge_gen ||
+		    s->uidvalidity != m->uidvalidity)
+			return;
+	free(m->ghosts);
+	m->ghosts = NULL;
+	m->nghosts = m->capghosts = 0;
+}
+
 static void
 imap_mbox_cache_clear(struct imap_mbox *m)
 {
@@ -202,6 +246,8 @@ imap_mbox_sync(struct imap_mbox *m, const char **error_r)
 		m->fresh_upto = 0;
 		m->expunge_gen++;
 		imap_mbox_cache_clear(m);
+		/* Their UIDs may name new messages now. */
+		m->nghosts = 0;
 	}
 	imap_mbox_poke(m);
 	return 0;
@@ -307,6 +353,7 @@ imap_mbox_unref(struct imap_mbox **mp)
 	timer_remove(&m->poke_timer);
 	imap_mbox_cache_clear(m);
 	store_mailbox_close(&m->mb);
+	free(m->ghosts);
 	free(m->name);
 	free(m);
 	imap_user_unref(&u);

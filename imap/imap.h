@@ -44,7 +44,12 @@
 #define IMAP_CAPABILITY \
 	"IMAP4rev1 IMAP4rev2 SASL-IR ID ENABLE IDLE LITERAL+ NAMESPACE " \
 	"UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE MULTIAPPEND ESEARCH " \
-	"SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY"
+	"SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY " \
+	"CONDSTORE QRESYNC OBJECTID SAVEDATE PREVIEW " \
+	"COMPRESS=DEFLATE " \
+	"QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE CREATE-SPECIAL-USE UTF8=ACCEPT CATENATE " \
+	"SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES " \
+	"THREAD=REFS ESORT CONTEXT=SEARCH WITHIN I18NLEVEL=1"
 /* RFC 2971: what ID says about us. */
 #define IMAP_ID_REPLY	"(\"name\" \"Postern\" \"version\" \"" \
 	PACKAGE_VERSION "\")"
@@ -75,6 +80,14 @@
 #define IMAP_SEARCH_BATCH	200
 /* Messages FETCH answers per turn before it lets other sessions run. */
 #define IMAP_FETCH_BATCH	100
+
+/* Expunged messages whose flags FETCH still knows, per mailbox. */
+#define IMAP_MAX_GHOSTS		100000
+/* PREVIEW (RFC 8970): characters given, bytes of the part read. */
+#define IMAP_PREVIEW_CHARS	200
+#define IMAP_PREVIEW_READ	(16 * 1024)
+/* UIDs or ranges in one VANISHED line (more lines follow). */
+#define IMAP_VANISHED_LINE	1000
 
 /* Special-use folders made (and subscribed) at the first login. */
 #define IMAP_SPECIAL_FOLDERS	{ "Drafts", "Sent", "Trash", "Junk", \
@@ -136,6 +149,11 @@ struct imap_mbox {
 	 * (RFC 3501 §6.3.11, §6.4.7), though not from new/. */
 	uint32_t	 fresh_upto;
 	uint32_t	 uidvalidity;
+	/* Messages this process expunged that some session still shows
+	 * (not yet told of the expunge): what FETCH still answers for
+	 * them (RFC 9051 §7.5.1); at most IMAP_MAX_GHOSTS. */
+	struct store_msg *ghosts;
+	size_t		 nghosts, capghosts;
 	struct imap_mime_cached cache[IMAP_MIME_CACHE];
 	unsigned int	 cache_next;
 };
@@ -174,6 +192,13 @@ void	imap_mbox_flags_changed(struct imap_mbox *m, uint32_t uid,
 /* Tell every session of this mailbox to send what waits, where the
  * protocol allows it now (idling ones). */
 void	imap_mbox_poke(struct imap_mbox *m);
+/* uid is being expunged by this process: keep sm (a ghost). */
+void	imap_mbox_ghost_add(struct imap_mbox *m, const struct store_msg *sm);
+/* The flags a message gone from the store had (a ghost), or NULL. */
+const struct store_msg *imap_mbox_ghost(const struct imap_mbox *m,
+	    uint32_t uid);
+/* Forget the ghosts once every session was told of the expunges. */
+void	imap_mbox_ghosts_prune(struct imap_mbox *m);
 /* Whether a message new to the sessions is \Recent (RFC 3501 §2.3.2). */
 bool	imap_mbox_is_recent(const struct imap_mbox *m,
 	    const struct store_msg *sm);
@@ -318,6 +343,14 @@ void	imap_session_updates(struct imap_session *s, bool allow_expunge);
 void	imap_session_poke(struct imap_session *s);
 /* Mark uid of the view as changed (flags to report). */
 void	imap_session_mark_flags(struct imap_session *s, uint32_t uid);
+/*
+ * CONDSTORE (RFC 7162): whether the selected mailbox keeps modseqs (else
+ * NOMODSEQ was said and MODSEQ commands are BAD, §3.1.2.2); and a
+ * CONDSTORE enabling command (§3.1): from now on every FETCH carries
+ * MODSEQ; the first one with a mailbox selected says HIGHESTMODSEQ.
+ */
+bool	imap_session_modseq_ok(const struct imap_session *s);
+void	imap_session_condstore(struct imap_session *s);
 
 /* ---- message helpers (imap_msg.c) ---- */
 
@@ -364,6 +397,11 @@ char	*imap_name_from_store(const char *store);
 /* Append a mailbox name for the client: modified UTF-7 in a quoted
  * string (or a literal). */
 void	imap_name_write(struct buf *out, const char *utf8);
+/* A mailbox name for s: as imap_name_write(), or after ENABLE
+ * UTF8=ACCEPT as UTF-8 in a quoted string (RFC 6855 §3);
+ * imap_cmd_list.c. */
+void	imap_session_name_write(struct imap_session *s, struct buf *out,
+	    const char *utf8);
 /* Append s as an IMAP quoted string or a literal. */
 void	imap_astring_write(struct buf *out, const char *s);
 /*
@@ -378,6 +416,40 @@ int	imap_msg_tree(struct imap_mbox *m, uint32_t idx,
 int	imap_msg_read_range(struct store_mailbox *mb, uint32_t idx,
 	    uint64_t off, uint64_t len, size_t max, struct buf *out,
 	    const char **error_r);
+
+/* ---- object ids (imap_objectid.c, RFC 8474) ---- */
+
+/* Room for an EMAILID with its NUL. */
+#define IMAP_OBJECTID_MAX	32
+/*
+ * The EMAILID of message sm of m (RFC 8474 §5.1) into out (size >=
+ * IMAP_OBJECTID_MAX): "M" and 16 hex digits of the mailbox's UIDVALIDITY
+ * and the UID, so it survives restarts and is never reused within the
+ * mailbox (a new UIDVALIDITY gives new ids).
+ */
+void	imap_msg_emailid(const struct imap_mbox *m, const struct store_msg *sm,
+	    char *out, size_t size);
+
+/* Append ascending numbers v[0..n) as a set "1:3,5" (VANISHED,
+ * MODIFIED). */
+void	imap_numbers_format(const uint32_t *v, size_t n, struct buf *out);
+/* The MAILBOXID of m (RFC 8474 §4) into out (size >= IMAP_OBJECTID_MAX). */
+void	imap_mbox_id(const struct imap_mbox *m, char *out, size_t size);
+/*
+ * QRESYNC (RFC 7162 §3.2.5, §3.2.6): "* VANISHED (EARLIER)" for the UIDs
+ * of set (max stands for '*') expunged after modseq, leaving out UIDs
+ * up to min_uid.
+ */
+void	imap_vanished_earlier(struct imap_session *s,
+	    const struct imap_seqset *set, uint32_t max, uint64_t modseq,
+	    uint32_t min_uid);
+/*
+ * SELECT (QRESYNC ...): the flags of the messages of set (UIDs) changed
+ * after modseq, as UID FETCH set (FLAGS) (CHANGEDSINCE modseq) answers
+ * them, then the tagged OK with text (a continuation: output bounded).
+ */
+void	imap_fetch_changed(struct imap_session *s,
+	    const struct imap_seqset *set, uint64_t modseq, const char *text);
 
 /* ---- commands (imap_cmd_*.c) ---- */
 
@@ -396,9 +468,32 @@ imap_cmd_fn imap_cmd_search;
 imap_cmd_fn imap_cmd_append, imap_cmd_copy;
 imap_cmd_fn imap_cmd_idle;
 imap_cmd_fn imap_cmd_sort, imap_cmd_thread;		/* imap_cmd_sort.c */
+imap_cmd_fn imap_cmd_cancelupdate;			/* imap_cmd_search.c */
+/*
+ * SEARCH RETURN (UPDATE) contexts (RFC 5267 §4.3), kept per session
+ * while its mailbox is selected.  imap_session_updates() calls _expunge
+ * before it sends EXPUNGEs (REMOVEFROM must come first, §4.3.4) and
+ * _update after EXISTS and the flag changes (ADDTO, REMOVEFROM);
+ * imap_session_unselect() calls _free.
+ */
+void	imap_search_context_expunge(struct imap_session *s);
+void	imap_search_context_update(struct imap_session *s);
+void	imap_search_context_free(struct imap_session *s);
 imap_cmd_fn imap_cmd_getquota, imap_cmd_getquotaroot,
     imap_cmd_setquota;					/* imap_cmd_quota.c */
 imap_cmd_fn imap_cmd_compress;				/* imap_cmd_compress.c */
+/*
+ * The quota of s's user (imap_cmd_quota.c): 0 when none is set, 1 with
+ * the limits and the usage now, -1 with *error_r.
+ */
+struct store_quota_limit;
+struct store_quota_usage;
+int	imap_quota_get(struct imap_session *s, struct store_quota_limit *l,
+	    struct store_quota_usage *u, const char **error_r);
+/* message_size_limit for STATUS APPENDLIMIT ("NIL" for none) and the
+ * capability (" APPENDLIMIT=n", RFC 7889), imap_cmd_append.c. */
+const char *imap_append_limit_text(void);
+void	imap_append_limit_capability(struct buf *out);
 imap_cmd_fn imap_cmd_notify;				/* imap_cmd_notify.c */
 
 /* The full capability list of the authenticated state. */

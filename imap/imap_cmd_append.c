@@ -17,12 +17,15 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cfg.h"
 #include "imap.h"
 #include "log.h"
+#include "mime.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -34,6 +37,13 @@ struct imap_append_ctx {
 	uint64_t	 keywords;
 	time_t		 date;
 	bool		 open;		/* a message being written */
+	/* quota (RFC 9208): checked as each message is announced */
+	bool		 quota;		/* a limit is set */
+	struct store_quota_limit qlimit;
+	struct store_quota_usage qusage;
+	uint64_t	 qbytes;	/* announced so far, literal sizes */
+	uint64_t	 qstored;	/* as stored: without CRs */
+	uint64_t	 qcount;
 };
 
 void
@@ -68,13 +78,59 @@ imap_append_limit(void)
 	return n > 0 ? (uint64_t)n : UINT64_MAX;
 }
 
+const char *
+imap_append_limit_text(void)
+{
+	static char text[32];
+	uint64_t n = imap_append_limit();
+
+	/* RFC 7889 §4: NIL is "no limit". */
+	if (n == UINT64_MAX)
+		return "NIL";
+	snprintf(text, sizeof(text), "%llu", (unsigned long long)n);
+	return text;
+}
+
+void
+imap_append_limit_capability(struct buf *out)
+{
+	uint64_t n = imap_append_limit();
+
+	/* RFC 7889 §3: one limit for every mailbox, in the capability. */
+	if (n != UINT64_MAX)
+		buf_printf(out, " APPENDLIMIT=%llu", (unsigned long long)n);
+}
+
+/* RFC 9208 §4.3, RFC 5530 §3: the text of a refusal for quota. */
+#define IMAP_OVERQUOTA \
+	"[OVERQUOTA] Quota exceeded (mailbox for user is full)."
+
+/*
+ * The refusal of a message the store could not write, from the errno the
+ * failing call left: a file system quota or a full disk is the user's
+ * OVERQUOTA (RFC 5530 §3: deleting mail helps, retrying as is does not),
+ * a mailbox made read-only NOPERM, anything else our SERVERBUG.
+ */
+static const char *
+imap_append_write_error(int err)
+{
+	if (err == EDQUOT)
+		return IMAP_OVERQUOTA;
+	if (err == ENOSPC)
+		return "[OVERQUOTA] Not enough disk space.";
+	if (err == EACCES || err == EPERM || err == EROFS)
+		return "[NOPERM] The mailbox is not writable.";
+	return "[SERVERBUG] Internal error occurred. Refer to server log "
+	    "for more information.";
+}
+
 void
 imap_append_begin(struct imap_session *s, const struct imap_append_msg *msg)
 {
 	struct imap_append_ctx *a = s->append;
 	const char *tag = imap_parser_tag(s->parser), *error;
 	struct buf name;
-	int kind;
+	int kind, r;
 
 	if (msg->index == 0) {
 		imap_append_free(s);
@@ -113,14 +169,41 @@ imap_append_begin(struct imap_session *s, const struct imap_append_msg *msg)
 			    "information.");
 			return;
 		}
+		r = imap_quota_get(s, &a->qlimit, &a->qusage, &error);
+		if (r < 0) {
+			log_error("imap(%s): APPEND: quota: %s", s->log_user,
+			    error);
+			imap_append_refuse(s, a->tag, "[SERVERBUG] Internal "
+			    "error occurred. Refer to server log for more "
+			    "information.");
+			return;
+		}
+		a->quota = r == 1;
 	} else if (a == NULL) {
 		/* An earlier message was refused: the parser skips. */
+		return;
+	}
+	if (msg->utf8 && !s->utf8_accept) {
+		/* RFC 6855 §4: the UTF8 form is for clients that enabled
+		 * UTF8=ACCEPT.  (8-bit header fields in a plain literal are
+		 * kept as they are: mail copied from elsewhere has them.) */
+		imap_append_refuse(s, a->tag, "[CANNOT] UTF8 needs ENABLE "
+		    "UTF8=ACCEPT first.");
 		return;
 	}
 	if (msg->size > imap_append_limit()) {
 		imap_append_refuse(s, a->tag, "[TOOBIG] Message too large.");
 		return;
 	}
+	/* Refused before its data arrives: nothing of the command is
+	 * saved (MULTIAPPEND is all or nothing). */
+	if (a->quota && !store_quota_fits(&a->qlimit, &a->qusage,
+	    a->qbytes + msg->size, a->qcount + 1)) {
+		imap_append_refuse(s, a->tag, IMAP_OVERQUOTA);
+		return;
+	}
+	a->qbytes += msg->size;
+	a->qcount++;
 	if (imap_flags_to_store(a->m->mb, &msg->flags, true, &a->flags,
 	    &a->keywords, &error) < 0) {
 		imap_append_refuse(s, a->tag, "[LIMIT] Too many keywords.");
@@ -128,9 +211,10 @@ imap_append_begin(struct imap_session *s, const struct imap_append_msg *msg)
 	}
 	a->date = msg->has_date ? msg->date : 0;
 	if (store_append_msg_begin(a->sa, &error) < 0) {
+		int err = errno;
+
 		log_error("imap(%s): APPEND: %s", s->log_user, error);
-		imap_append_refuse(s, a->tag, "[SERVERBUG] Internal error "
-		    "occurred. Refer to server log for more information.");
+		imap_append_refuse(s, a->tag, imap_append_write_error(err));
 		return;
 	}
 	a->open = true;
@@ -147,11 +231,23 @@ imap_append_data(struct imap_session *s, const void *data, size_t len)
 
 	if (a == NULL || !a->open)
 		return;
+	if (a->quota) {
+		const char *p = data, *end = p + len;
+		size_t crs = 0;
+
+		/* Maildir keeps LF line ends: the size on disk. */
+		while ((p = memchr(p, '\r', (size_t)(end - p))) != NULL) {
+			crs++;
+			p++;
+		}
+		a->qstored += len - crs;
+	}
 	if (store_append_write(a->sa, data, len, &error) < 0) {
+		int err = errno;
+
 		/* DESIGN §3: ENOSPC and friends are a NO, never an OK. */
 		log_error("imap(%s): APPEND: %s", s->log_user, error);
-		imap_append_refuse(s, a->tag, "[SERVERBUG] Internal error "
-		    "occurred. Refer to server log for more information.");
+		imap_append_refuse(s, a->tag, imap_append_write_error(err));
 	}
 }
 
@@ -172,9 +268,10 @@ imap_append_end(struct imap_session *s, const struct imap_append_msg *msg)
 	}
 	if (store_append_msg_end(a->sa, a->flags, a->keywords, a->date,
 	    &error) < 0) {
+		int err = errno;
+
 		log_error("imap(%s): APPEND: %s", s->log_user, error);
-		imap_append_refuse(s, a->tag, "[SERVERBUG] Internal error "
-		    "occurred. Refer to server log for more information.");
+		imap_append_refuse(s, a->tag, imap_append_write_error(err));
 	}
 }
 
@@ -197,6 +294,348 @@ imap_uid_list(const uint32_t *uids, size_t n, struct buf *out)
 	free(r);
 }
 
+/* ---- CATENATE (RFC 4469) ---- */
+
+/* Bytes of a URL part read from its message per step. */
+#define IMAP_CAT_CHUNK		(64 * 1024)
+
+static int
+imap_cat_hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* RFC 5092 §9 enc-mailbox: %XX escapes into out; -1 on a bad escape. */
+static int
+imap_cat_unescape(const char *s, size_t len, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '%') {
+			int hi, lo;
+
+			if (len - i < 3)
+				return -1;
+			hi = imap_cat_hex((unsigned char)s[i + 1]);
+			lo = imap_cat_hex((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+				return -1;
+			buf_append_char(out, (char)(hi * 16 + lo));
+			i += 2;
+		} else
+			buf_append_char(out, s[i]);
+	}
+	return 0;
+}
+
+/* A decimal number of 1..UINT32_MAX at *pp, which moves past it. */
+static bool
+imap_cat_number(const char **pp, uint32_t *val_r)
+{
+	const char *p = *pp;
+	uint64_t v = 0;
+
+	if (*p < '1' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (uint64_t)(*p - '0');
+		if (v > UINT32_MAX)
+			return false;
+	}
+	*pp = p;
+	*val_r = (uint32_t)v;
+	return true;
+}
+
+/*
+ * Append the message or part a URL names to the message being saved:
+ * "/mailbox[;UIDVALIDITY=n]/;UID=n[/;SECTION=spec]", or ";UID=n..."
+ * relative to the selected mailbox (RFC 4469 §5, RFC 5092 §6; keys in
+ * any case).  Absolute URLs, PARTIAL, URLAUTH: BADURL (false).
+ * *total counts the bytes of the message; *toobig_r when it would pass
+ * the limit.
+ */
+static bool
+imap_cat_url(struct imap_session *s, struct store_append *sa,
+    const struct imap_cat_part *part, uint64_t *total, uint64_t *stored,
+    bool *toobig_r)
+{
+	const char *url = part->data, *p, *semi, *error;
+	struct imap_mbox *m = NULL;
+	struct buf name, sname, data;
+	uint32_t uidvalidity = 0, uid;
+	const struct mime_part *tree;
+	struct mime_section sec;
+	uint64_t off, len, done;
+	int64_t idx;
+	int kind;
+	bool ok = false;
+
+	*toobig_r = false;
+	if (strlen(url) != part->len)
+		return false;
+	buf_init(&name, 0);
+	buf_init(&sname, 0);
+	buf_init(&data, 0);
+	if (url[0] == '/') {
+		const char *end;
+
+		p = url + 1;
+		end = strstr(p, "/;");
+		if (end == NULL)
+			goto out;
+		semi = memchr(p, ';', (size_t)(end - p));
+		if (imap_cat_unescape(p, (size_t)((semi != NULL ? semi : end) -
+		    p), &name) < 0 || name.len == 0)
+			goto out;
+		if (semi != NULL) {
+			p = semi + 1;
+			if (strncasecmp(p, "UIDVALIDITY=", 12) != 0)
+				goto out;
+			p += 12;
+			if (!imap_cat_number(&p, &uidvalidity) || p != end)
+				goto out;
+		}
+		p = end + 1;
+		if (imap_name_to_store(buf_cstr(&name), &sname) < 0)
+			goto out;
+		m = imap_status_open(s, buf_cstr(&sname), &kind, &error);
+	} else if (url[0] == ';' && s->sel != NULL) {
+		/* Relative to the selected mailbox (RFC 4469 §5). */
+		p = url;
+		m = s->sel;
+		m->refs++;
+		if (imap_mbox_sync(m, &error) < 0) {
+			imap_mbox_unref(&m);
+			goto out;
+		}
+	} else
+		goto out;
+	if (m == NULL)
+		goto out;
+	if (uidvalidity != 0 && uidvalidity != store_mailbox_uidvalidity(m->mb))
+		goto out;
+	if (strncasecmp(p, ";UID=", 5) != 0)
+		goto out;
+	p += 5;
+	if (!imap_cat_number(&p, &uid))
+		goto out;
+	idx = store_mailbox_find_uid(m->mb, uid);
+	if (idx < 0)
+		goto out;
+	if (*p == '\0') {
+		off = 0;
+		len = store_mailbox_msg(m->mb, (uint32_t)idx)->vsize;
+	} else {
+		int r;
+
+		if (strncasecmp(p, "/;SECTION=", 10) != 0 || p[10] == '\0')
+			goto out;
+		buf_reset(&name);
+		if (imap_cat_unescape(p + 10, strlen(p + 10), &name) < 0 ||
+		    strchr(buf_cstr(&name), '/') != NULL ||
+		    strchr(buf_cstr(&name), ';') != NULL)
+			goto out;
+		if (imap_msg_tree(m, (uint32_t)idx, &tree, &error) < 0)
+			goto out;
+		r = mime_section_find(tree, buf_cstr(&name), &sec);
+		/* HEADER.FIELDS needs a list a URL cannot carry. */
+		if (r != 1 || sec.kind == MIME_SECTION_HEADER_FIELDS ||
+		    sec.kind == MIME_SECTION_HEADER_FIELDS_NOT)
+			goto out;
+		off = sec.range.voff;
+		len = sec.range.vlen;
+	}
+	if (*total + len > imap_append_limit() || *total + len < *total) {
+		*toobig_r = true;
+		goto out;
+	}
+	/* RFC 4469 §5: the octets as FETCH BODY[section] gives them. */
+	for (done = 0; done < len; ) {
+		uint64_t step = len - done < IMAP_CAT_CHUNK ? len - done :
+		    IMAP_CAT_CHUNK;
+		const char *q;
+		size_t crs = 0;
+
+		buf_reset(&data);
+		if (imap_msg_read_range(m->mb, (uint32_t)idx, off + done, step,
+		    IMAP_CAT_CHUNK, &data, &error) < 0 || data.len == 0)
+			goto out;
+		if (store_append_write(sa, data.data, data.len, &error) < 0) {
+			log_error("imap(%s): APPEND: %s", s->log_user, error);
+			goto out;
+		}
+		for (q = data.data; (q = memchr(q, '\r', (size_t)(data.data +
+		    data.len - q))) != NULL; q++)
+			crs++;
+		*stored += data.len - crs;
+		done += data.len;
+	}
+	*total += len;
+	ok = true;
+out:
+	if (m != NULL)
+		imap_mbox_unref(&m);
+	buf_free(&name);
+	buf_free(&sname);
+	buf_free(&data);
+	return ok;
+}
+
+/* "[BADURL url]" with what resp-text-code cannot hold (']', controls)
+ * percent-encoded. */
+static void
+imap_cat_badurl(struct buf *b, const struct imap_cat_part *part)
+{
+	size_t i;
+
+	buf_append_str(b, "[BADURL ");
+	for (i = 0; i < part->len && i < 1000; i++) {
+		unsigned char c = (unsigned char)part->data[i];
+
+		if (c == ']' || c < 0x20 || c == 0x7f || c == 0xff)
+			buf_printf(b, "%%%02X", c);
+		else
+			buf_append_char(b, (char)c);
+	}
+	buf_append_str(b, "] ");
+}
+
+/* APPEND with CATENATE: every message built and saved, or none. */
+static void
+imap_catenate(struct imap_session *s, const struct imap_cmd_append *c)
+{
+	struct store_quota_limit ql;
+	struct store_quota_usage qu;
+	struct store_append *sa = NULL;
+	struct store_sync_cb cb;
+	struct imap_mbox *m;
+	uint32_t *uids = NULL;
+	uint64_t qstored = 0;
+	const char *error;
+	struct buf name, b;
+	size_t i, j, n = 0;
+	int kind, qr;
+
+	buf_init(&name, 0);
+	buf_init(&b, 0);
+	if (imap_name_to_store(c->mailbox, &name) < 0) {
+		buf_free(&name);
+		imap_tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist.");
+		return;
+	}
+	m = imap_mbox_get(s->u, buf_cstr(&name), false, &kind, &error);
+	buf_free(&name);
+	if (m == NULL) {
+		if (kind == STORE_ERR_NONEXISTENT)
+			imap_tagged(s, "NO", "[TRYCREATE] Mailbox doesn't "
+			    "exist.");
+		else
+			imap_tagged_fail(s, "APPEND", error);
+		return;
+	}
+	if ((qr = imap_quota_get(s, &ql, &qu, &error)) < 0 ||
+	    store_append_begin(m->mb, &sa, &error) < 0)
+		goto fail;
+	for (i = 0; i < c->count; i++) {
+		const struct imap_append_msg *msg = &c->msgs[i];
+		uint64_t total = 0;
+		uint32_t flags;
+		uint64_t kw;
+
+		if (imap_flags_to_store(m->mb, &msg->flags, true, &flags, &kw,
+		    &error) < 0) {
+			buf_append_str(&b, "[LIMIT] Too many keywords.");
+			goto refuse;
+		}
+		if (store_append_msg_begin(sa, &error) < 0)
+			goto fail;
+		for (j = 0; j < msg->nparts; j++) {
+			const struct imap_cat_part *part = &msg->parts[j];
+			bool toobig;
+
+			if (!part->url) {
+				const char *q;
+
+				if (total + part->len > imap_append_limit()) {
+					buf_append_str(&b, "[TOOBIG] Message "
+					    "too large.");
+					goto refuse;
+				}
+				if (store_append_write(sa, part->data,
+				    part->len, &error) < 0)
+					goto fail;
+				total += part->len;
+				qstored += part->len;
+				for (q = part->data; (q = memchr(q, '\r',
+				    (size_t)(part->data + part->len - q))) !=
+				    NULL; q++)
+					qstored--;
+				continue;
+			}
+			if (!imap_cat_url(s, sa, part, &total, &qstored,
+			    &toobig)) {
+				if (toobig)
+					buf_append_str(&b, "[TOOBIG] Message "
+					    "too large.");
+				else {
+					imap_cat_badurl(&b, part);
+					buf_append_str(&b, "CATENATE append "
+					    "failed.");
+				}
+				goto refuse;
+			}
+		}
+		if (store_append_msg_end(sa, flags, kw, msg->has_date ?
+		    msg->date : 0, &error) < 0)
+			goto fail;
+	}
+	if (qr == 1 && !store_quota_fits(&ql, &qu, qstored, c->count)) {
+		buf_append_str(&b, IMAP_OVERQUOTA);
+		goto refuse;
+	}
+	imap_mbox_sync_cb(m, &cb);
+	if (store_append_commit(&sa, &cb, &uids, &n, &error) < 0)
+		goto fail;
+	imap_mbox_saved(m, uids, n);
+	if (qr == 1)
+		store_quota_update(s->u->su, (int64_t)qstored,
+		    (int64_t)c->count);
+	if (imap_mbox_sync(m, &error) < 0)
+		log_error("imap(%s): sync of %s failed: %s", s->log_user,
+		    m->name, error);
+	if (uids != NULL) {
+		/* RFC 4315 §3 */
+		buf_printf(&b, "[APPENDUID %u ",
+		    store_mailbox_uidvalidity(m->mb));
+		imap_uid_list(uids, n, &b);
+		buf_append_str(&b, "] ");
+	}
+	free(uids);
+	imap_mbox_unref(&m);
+	imap_tagged(s, "OK", "%sAppend completed.", buf_cstr(&b));
+	buf_free(&b);
+	return;
+refuse:
+	store_append_abort(&sa);
+	imap_mbox_unref(&m);
+	imap_tagged(s, "NO", "%s", buf_cstr(&b));
+	buf_free(&b);
+	return;
+fail:
+	store_append_abort(&sa);
+	imap_mbox_unref(&m);
+	buf_free(&b);
+	imap_tagged_fail(s, "APPEND", error);
+}
+
 void
 imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 {
@@ -207,7 +646,11 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 	size_t n = 0;
 	struct buf b;
 
-	(void)cmd;
+	if (a == NULL && cmd->u.append.count > 0 &&
+	    cmd->u.append.msgs[0].nparts > 0) {
+		imap_catenate(s, &cmd->u.append);
+		return;
+	}
 	if (a == NULL || a->open) {
 		/* Not reached: a refused APPEND gives no command. */
 		imap_tagged(s, "NO", "Append failed.");
@@ -221,6 +664,9 @@ imap_cmd_append(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	imap_mbox_saved(a->m, uids, n);
+	if (a->quota)
+		store_quota_update(s->u->su, (int64_t)a->qstored,
+		    (int64_t)a->qcount);
 	if (imap_mbox_sync(a->m, &error) < 0)
 		log_error("imap(%s): sync of %s failed: %s", s->log_user,
 		    a->m->name, error);
@@ -252,7 +698,10 @@ imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	const char *error;
 	struct buf name, b;
 	size_t n = 0, i, k = 0, nd = 0;
-	int kind;
+	struct store_quota_limit ql;
+	struct store_quota_usage qu;
+	uint64_t qbytes = 0;
+	int kind, qr = 0;
 
 	if (imap_set_resolve(s, &cmd->u.copy.set, cmd->uid, &pos, &n,
 	    &error) < 0) {
@@ -297,6 +746,24 @@ imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 		imap_tagged(s, "OK", "No messages found.");
 		return;
 	}
+	if ((qr = imap_quota_get(s, &ql, &qu, &error)) < 0)
+		goto fail;
+	/* Counted even without a limit: MOVE's expunge takes the sizes
+	 * off any maildirsize there is. */
+	for (i = 0; i < n; i++) {
+		int64_t idx = imap_view_index(s, pos[i]);
+
+		if (idx >= 0)
+			qbytes += store_quota_msg_size(src, (uint32_t)idx);
+	}
+	/* A MOVE leaves the usage as it was (one quota root for every
+	 * mailbox), so a user over quota can still move mail to Trash. */
+	if (qr == 1 && !move && !store_quota_fits(&ql, &qu, qbytes, n)) {
+		free(pos);
+		imap_mbox_unref(&m);
+		imap_tagged(s, "NO", IMAP_OVERQUOTA);
+		return;
+	}
 	if (store_append_begin(m->mb, &sa, &error) < 0)
 		goto fail;
 	src_uids = xreallocarray(NULL, n, sizeof(*src_uids));
@@ -326,6 +793,7 @@ imap_cmd_copy(struct imap_session *s, const struct imap_command *cmd)
 	if (store_append_commit(&sa, &cb, &dst_uids, &nd, &error) < 0)
 		goto fail;
 	imap_mbox_saved(m, dst_uids, nd);
+	store_quota_update(s->u->su, (int64_t)qbytes, (int64_t)k);
 	if (imap_mbox_sync(m, &error) < 0)
 		log_error("imap(%s): sync of %s failed: %s", s->log_user,
 		    m->name, error);

@@ -12,10 +12,16 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "fdio.h"
 #include "imap.h"
 #include "log.h"
 #include "store.h"
@@ -24,6 +30,188 @@
 
 /* Patterns longer than this match nothing (the matcher is quadratic). */
 #define IMAP_LIST_MAX_PATTERN	512
+/* The special-use file: at most this many bytes are read. */
+#define IMAP_USES_MAX_FILE	(64 * 1024)
+/* Its name in the Maildir root (mbox: the folder directory, hidden). */
+#define IMAP_USES_FILE		"postern-special-use"
+
+/*
+ * Special-use attributes given by CREATE (RFC 6154 §3) are kept in a
+ * small file of the store root, one line per mailbox: "ATTRS<TAB>NAME"
+ * (store name; attributes separated by spaces).  The default folders
+ * (IMAP_SPECIAL_FOLDERS: Drafts, Sent, Trash, Junk, Archive at the top)
+ * keep their use by name without an entry, so a Maildir made by another
+ * server shows them too.
+ */
+struct imap_uses {
+	char		**names;
+	char		**attrs;
+	size_t		 n;
+};
+
+static char *
+imap_uses_path(struct imap_session *s)
+{
+	const struct store_location *loc = store_user_location(s->u->su);
+
+	if (loc->root == NULL)
+		return NULL;
+	return xasprintf("%s/%s%s", loc->root,
+	    loc->format == STORE_FORMAT_MBOX ? "." : "", IMAP_USES_FILE);
+}
+
+static void
+imap_uses_free(struct imap_uses *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++) {
+		free(u->names[i]);
+		free(u->attrs[i]);
+	}
+	free(u->names);
+	free(u->attrs);
+	memset(u, 0, sizeof(*u));
+}
+
+static void
+imap_uses_add(struct imap_uses *u, const char *name, const char *attrs)
+{
+	u->names = xreallocarray(u->names, u->n + 1, sizeof(*u->names));
+	u->attrs = xreallocarray(u->attrs, u->n + 1, sizeof(*u->attrs));
+	u->names[u->n] = xstrdup(name);
+	u->attrs[u->n] = xstrdup(attrs);
+	u->n++;
+}
+
+/* Read the file (a missing or unreadable one is an empty list). */
+static void
+imap_uses_load(struct imap_session *s, struct imap_uses *u)
+{
+	char *path = imap_uses_path(s), *buf, *line, *nl, *tab;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	memset(u, 0, sizeof(*u));
+	if (path == NULL)
+		return;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > IMAP_USES_MAX_FILE) {
+		if (fd >= 0) {
+			log_warning("imap(%s): %s: not a regular file or too "
+			    "large: ignored", s->log_user, path);
+			close(fd);
+		}
+		free(path);
+		return;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	do
+		n = read(fd, buf, (size_t)st.st_size);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	free(path);
+	if (n < 0)
+		n = 0;
+	buf[n] = '\0';
+	for (line = buf; *line != '\0'; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (nl == NULL)
+			break;		/* a partial last line: ignored */
+		*nl = '\0';
+		tab = strchr(line, '\t');
+		if (tab == NULL || tab == line || tab[1] == '\0')
+			continue;
+		*tab = '\0';
+		imap_uses_add(u, tab + 1, line);
+	}
+	free(buf);
+}
+
+/* Replace the file with u (written aside, then renamed). */
+static int
+imap_uses_save(struct imap_session *s, const struct imap_uses *u,
+    const char **error_r)
+{
+	static char err[300];
+	char *path = imap_uses_path(s), *tmp;
+	struct buf b;
+	size_t i;
+	int fd, ret = 0;
+
+	if (path == NULL) {
+		*error_r = "the mail location has no folder directory";
+		return -1;
+	}
+	buf_init(&b, 0);
+	for (i = 0; i < u->n; i++)
+		buf_printf(&b, "%s\t%s\n", u->attrs[i], u->names[i]);
+	tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0600);
+	if (fd < 0 || fdio_write_all(fd, b.data, b.len) < 0 ||
+	    fsync(fd) < 0 || close(fd) < 0 || (fd = -1, rename(tmp,
+	    path) < 0)) {
+		snprintf(err, sizeof(err), "writing %s failed: %s", path,
+		    strerror(errno));
+		*error_r = err;
+		if (fd >= 0)
+			close(fd);
+		(void)unlink(tmp);
+		ret = -1;
+	}
+	buf_free(&b);
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+static ssize_t
+imap_uses_find(const struct imap_uses *u, const char *store_name)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++)
+		if (strcmp(u->names[i], store_name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Drop the entry of name, and rename those at and below it (RENAME:
+ * to is the new name; DELETE: NULL drops only name itself). */
+static void
+imap_uses_moved(struct imap_session *s, const char *from, const char *to)
+{
+	struct imap_uses u;
+	const char *error;
+	size_t i, flen = strlen(from);
+	bool changed = false;
+
+	imap_uses_load(s, &u);
+	for (i = 0; i < u.n; i++) {
+		char *old = u.names[i];
+
+		if (strcmp(old, from) == 0 && to == NULL) {
+			free(u.names[i]);
+			free(u.attrs[i]);
+			u.names[i] = u.names[u.n - 1];
+			u.attrs[i] = u.attrs[u.n - 1];
+			u.n--;
+			i--;
+			changed = true;
+		} else if (to != NULL && strncmp(old, from, flen) == 0 &&
+		    (old[flen] == '\0' || old[flen] == '/')) {
+			u.names[i] = xasprintf("%s%s", to, old + flen);
+			free(old);
+			changed = true;
+		}
+	}
+	if (changed && imap_uses_save(s, &u, &error) < 0)
+		log_error("imap(%s): %s", s->log_user, error);
+	imap_uses_free(&u);
+}
 
 /* ---- patterns (RFC 9051 §6.3.9: '*' anything, '%' not the '/') ---- */
 
@@ -74,6 +262,29 @@ imap_list_pattern(const char *ref, const char *pat)
 	    (full[5] == '\0' || full[5] == '/'))
 		memcpy(full, "INBOX", 5);
 	return full;
+}
+
+/* ---- names on the wire ---- */
+
+void
+imap_session_name_write(struct imap_session *s, struct buf *out,
+    const char *utf8)
+{
+	const char *p;
+
+	if (!s->utf8_accept) {
+		imap_name_write(out, utf8);
+		return;
+	}
+	/* Names hold no control characters (imap_name_to_store()), so a
+	 * quoted string always does. */
+	buf_append_char(out, '"');
+	for (p = utf8; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_append_char(out, '\\');
+		buf_append_char(out, *p);
+	}
+	buf_append_char(out, '"');
 }
 
 /* ---- the entries ---- */
@@ -207,7 +418,7 @@ imap_list_build(struct imap_session *s, struct imap_list *l,
 
 /* RFC 6154 §2: the special use of a top-level folder, by its name. */
 static const char *
-imap_list_special_use(const char *name)
+imap_list_default_use(const char *name)
 {
 	static const struct {
 		const char	*name;
@@ -227,11 +438,24 @@ imap_list_special_use(const char *name)
 	return NULL;
 }
 
+/* The use of a listed mailbox: what CREATE gave it, else its name's. */
+static const char *
+imap_list_special_use(const struct imap_uses *u,
+    const struct imap_list_entry *e)
+{
+	ssize_t i = imap_uses_find(u, e->store);
+
+	if (i >= 0)
+		return u->attrs[i];
+	return imap_list_default_use(e->name);
+}
+
 static void
 imap_list_attrs(struct imap_session *s, const struct imap_list_entry *e,
-    bool show_subscribed, struct buf *b)
+    const struct imap_uses *uses, bool show_subscribed, bool extended,
+    struct buf *b)
 {
-	const char *use = e->exists ? imap_list_special_use(e->name) : NULL;
+	const char *use = e->exists ? imap_list_special_use(uses, e) : NULL;
 	size_t start = b->len;
 
 #define ATTR(x) do { \
@@ -241,8 +465,10 @@ imap_list_attrs(struct imap_session *s, const struct imap_list_entry *e,
 } while (0)
 	if ((e->flags & STORE_FOLDER_NONEXISTENT) != 0) {
 		/* RFC 9051 §7.3.1: \NonExistent implies \Noselect; an
-		 * IMAP4rev1 client knows only the latter. */
-		ATTR(s->rev2 ? "\\NonExistent" : "\\Noselect");
+		 * IMAP4rev1 client knows only the latter, unless it asked
+		 * in the extended way (RFC 5258 §3.4: "MUST be supported
+		 * and accurately computed"). */
+		ATTR(s->rev2 || extended ? "\\NonExistent" : "\\Noselect");
 	} else if ((e->flags & STORE_FOLDER_NOSELECT) != 0)
 		ATTR("\\Noselect");
 	/* RFC 3348 */
@@ -257,16 +483,17 @@ imap_list_attrs(struct imap_session *s, const struct imap_list_entry *e,
 
 static void
 imap_list_line(struct imap_session *s, const char *what,
-    const struct imap_list_entry *e, bool show_subscribed,
-    bool childinfo, unsigned int status)
+    const struct imap_list_entry *e, const struct imap_uses *uses,
+    bool show_subscribed, bool extended, bool childinfo,
+    unsigned int status)
 {
 	struct buf b;
 
 	buf_init(&b, 0);
 	buf_printf(&b, "* %s (", what);
-	imap_list_attrs(s, e, show_subscribed, &b);
+	imap_list_attrs(s, e, uses, show_subscribed, extended, &b);
 	buf_append_str(&b, ") \"/\" ");
-	imap_name_write(&b, e->name);
+	imap_session_name_write(s, &b, e->name);
 	if (childinfo)
 		buf_append_str(&b, " (\"CHILDINFO\" (\"SUBSCRIBED\"))");
 	imap_reply(s, "%s", buf_cstr(&b));
@@ -281,7 +508,7 @@ imap_list_line(struct imap_session *s, const char *what,
 		if (m != NULL) {
 			buf_reset(&b);
 			buf_append_str(&b, "* STATUS ");
-			imap_name_write(&b, e->name);
+			imap_session_name_write(s, &b, e->name);
 			buf_append_str(&b, " (");
 			imap_status_items(s, m, status, &b);
 			buf_append_char(&b, ')');
@@ -304,6 +531,7 @@ imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 	unsigned int status = (c->ret & IMAP_LIST_RET_STATUS) != 0 ?
 	    c->status : 0;
 	struct imap_list l;
+	struct imap_uses uses;
 	const char *error;
 	struct buf lb;
 	char **pats;
@@ -327,6 +555,7 @@ imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		imap_tagged_fail(s, "LIST", error);
 		return;
 	}
+	imap_uses_load(s, &uses);
 	buf_init(&lb, 0);
 	pats = xcalloc(c->pattern_count + 1, sizeof(*pats));
 	for (i = 0; i < c->pattern_count; i++)
@@ -348,7 +577,7 @@ imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 			buf_reset(&lb);
 			buf_printf(&lb, "* LSUB (%s) \"/\" ", e->subscribed ?
 			    "" : "\\Noselect");
-			imap_name_write(&lb, e->name);
+			imap_session_name_write(s, &lb, e->name);
 			imap_reply(s, "%s", buf_cstr(&lb));
 			continue;
 		}
@@ -361,15 +590,17 @@ imap_cmd_list(struct imap_session *s, const struct imap_command *cmd)
 		    !e->exists && (e->flags & STORE_FOLDER_CHILDREN) == 0)
 			continue;	/* only subscribed, not there */
 		if (sel_use && (!e->exists ||
-		    imap_list_special_use(e->name) == NULL))
+		    imap_list_special_use(&uses, e) == NULL))
 			continue;
-		imap_list_line(s, "LIST", e, show_sub, childinfo, status);
+		imap_list_line(s, "LIST", e, &uses, show_sub,
+		    c->extended || c->select != 0, childinfo, status);
 	}
 	for (i = 0; i < c->pattern_count; i++)
 		free(pats[i]);
 	free(pats);
 	buf_free(&lb);
 	imap_list_free(&l);
+	imap_uses_free(&uses);
 	imap_tagged(s, "OK", "%s completed.", lsub ? "Lsub" : "List");
 }
 
@@ -391,40 +622,75 @@ void
 imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
 	const struct imap_cmd_create *c = &cmd->u.create;
-	const char *error = "", *use;
-	struct buf name;
+	const char *error = "";
+	struct buf name, attrs;
+	struct imap_uses uses;
 	int r;
 
 	if (!imap_store_name(s, c->mailbox, &name))
 		return;
+	buf_init(&attrs, 0);
 	if (c->use != 0) {
-		/* RFC 6154 §3: a use we can give this name, or none. */
+		/* RFC 6154 §3: the uses of real mailboxes can be given to
+		 * any name; \All and \Flagged are virtual mailboxes we do
+		 * not have, and extension uses we do not know. */
 		static const struct {
 			unsigned int	 bit;
 			const char	*attr;
 		} bits[] = {
+			{ IMAP_USE_ARCHIVE, "\\Archive" },
 			{ IMAP_USE_DRAFTS, "\\Drafts" },
+			{ IMAP_USE_JUNK, "\\Junk" },
 			{ IMAP_USE_SENT, "\\Sent" },
 			{ IMAP_USE_TRASH, "\\Trash" },
-			{ IMAP_USE_JUNK, "\\Junk" },
-			{ IMAP_USE_ARCHIVE, "\\Archive" },
 		};
 		size_t i;
-		bool ok = false;
 
-		use = imap_list_special_use(buf_cstr(&name));
-		for (i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
-			if (c->use == bits[i].bit && use != NULL &&
-			    strcmp(use, bits[i].attr) == 0)
-				ok = true;
-		if (!ok) {
+		if ((c->use & (IMAP_USE_ALL | IMAP_USE_FLAGGED |
+		    IMAP_USE_OTHER)) != 0 || strcmp(buf_cstr(&name),
+		    "INBOX") == 0 || store_user_location(s->u->su)->root ==
+		    NULL) {
 			buf_free(&name);
+			buf_free(&attrs);
 			imap_tagged(s, "NO", "[USEATTR] This special use is "
-			    "not possible for this name.");
+			    "not supported here.");
 			return;
 		}
+		for (i = 0; i < sizeof(bits) / sizeof(bits[0]); i++)
+			if ((c->use & bits[i].bit) != 0) {
+				if (attrs.len > 0)
+					buf_append_char(&attrs, ' ');
+				buf_append_str(&attrs, bits[i].attr);
+			}
 	}
 	r = store_folder_create(s->u->su, buf_cstr(&name), &error);
+	if (r == 0 && attrs.len > 0) {
+		/* Kept only once the folder exists; a folder whose use
+		 * cannot be kept is removed again (RFC 6154 §3: no
+		 * mailbox without its use). */
+		ssize_t k;
+
+		imap_uses_load(s, &uses);
+		/* An entry left by a folder deleted outside is replaced. */
+		if ((k = imap_uses_find(&uses, buf_cstr(&name))) < 0)
+			imap_uses_add(&uses, buf_cstr(&name),
+			    buf_cstr(&attrs));
+		else {
+			free(uses.attrs[k]);
+			uses.attrs[k] = xstrdup(buf_cstr(&attrs));
+		}
+		if (imap_uses_save(s, &uses, &error) < 0) {
+			const char *e2;
+
+			log_error("imap(%s): CREATE: %s", s->log_user, error);
+			(void)store_folder_delete(s->u->su, buf_cstr(&name),
+			    &e2);
+			r = STORE_ERR_TEMP;
+		}
+		imap_uses_free(&uses);
+	} else if (r == 0)
+		imap_uses_moved(s, buf_cstr(&name), NULL);	/* stale */
+	buf_free(&attrs);
 	buf_free(&name);
 	switch (r) {
 	case 0:
@@ -459,8 +725,10 @@ imap_cmd_delete(struct imap_session *s, const struct imap_command *cmd)
 		return;
 	}
 	r = store_folder_delete(s->u->su, buf_cstr(&name), &error);
-	if (r == 0)
+	if (r == 0) {
 		imap_mbox_gone(s->u, buf_cstr(&name));
+		imap_uses_moved(s, buf_cstr(&name), NULL);
+	}
 	buf_free(&name);
 	switch (r) {
 	case 0:
@@ -494,8 +762,11 @@ imap_cmd_rename(struct imap_session *s, const struct imap_command *cmd)
 	}
 	r = store_folder_rename(s->u->su, buf_cstr(&from), buf_cstr(&to),
 	    &error);
-	if (r == 0)
+	if (r == 0) {
 		imap_mbox_gone(s->u, buf_cstr(&from));
+		/* RENAME INBOX moves messages, not the use (it has none). */
+		imap_uses_moved(s, buf_cstr(&from), buf_cstr(&to));
+	}
 	buf_free(&from);
 	buf_free(&to);
 	switch (r) {

@@ -18,6 +18,7 @@ void
 imap_capability_write(struct buf *out)
 {
 	buf_append_str(out, IMAP_CAPABILITY);
+	imap_append_limit_capability(out);	/* RFC 7889 */
 }
 
 void
@@ -84,6 +85,23 @@ imap_cmd_enable(struct imap_session *s, const struct imap_command *cmd)
 		if (strcasecmp(cap, "IMAP4rev2") == 0 && !s->rev2) {
 			s->rev2 = true;
 			buf_append_str(&b, " IMAP4rev2");
+		} else if (strcasecmp(cap, "CONDSTORE") == 0 &&
+		    !s->condstore) {
+			/* Not selected here (ENABLE is refused in the
+			 * selected state): no HIGHESTMODSEQ to say. */
+			s->condstore = true;
+			buf_append_str(&b, " CONDSTORE");
+		} else if (strcasecmp(cap, "QRESYNC") == 0 && !s->qresync) {
+			/* RFC 7162 §3.2.3: QRESYNC implies CONDSTORE. */
+			s->qresync = true;
+			s->condstore = true;
+			buf_append_str(&b, " QRESYNC");
+		} else if (strcasecmp(cap, "UTF8=ACCEPT") == 0 &&
+		    !s->utf8_accept) {
+			/* RFC 6855 §3: UTF-8 names from now on. */
+			s->utf8_accept = true;
+			imap_parser_set_utf8(s->parser, true);
+			buf_append_str(&b, " UTF8=ACCEPT");
 		}
 	}
 	imap_reply(s, "%s", buf_cstr(&b));

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -390,4 +391,50 @@ imap_msg_read_range(struct store_mailbox *mb, uint32_t idx, uint64_t off,
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- sets and ids ---- */
+
+void
+imap_numbers_format(const uint32_t *v, size_t n, struct buf *out)
+{
+	size_t i = 0, j;
+
+	while (i < n) {
+		for (j = i; j + 1 < n && v[j + 1] == v[j] + 1; j++)
+			;
+		if (i > 0)
+			buf_append_char(out, ',');
+		if (j > i)
+			buf_printf(out, "%u:%u", v[i], v[j]);
+		else
+			buf_printf(out, "%u", v[i]);
+		i = j + 1;
+	}
+}
+
+void
+imap_mbox_id(const struct imap_mbox *m, char *out, size_t size)
+{
+	/*
+	 * RFC 8474 §4: the same id for the same name and UIDVALIDITY,
+	 * never one id for two mailboxes at once.  UIDVALIDITY alone does
+	 * not do (the store takes it from the clock: folders made in the
+	 * same second share it), so the name is hashed with it (FNV-1a,
+	 * 64 bits).  A RENAME thus gives a new id, which clients take as
+	 * a new mailbox: they fetch it again, no data is lost.
+	 */
+	uint64_t h = 0xcbf29ce484222325ULL;
+	const unsigned char *c;
+	unsigned int i;
+
+	for (c = (const unsigned char *)m->name; *c != '\0'; c++) {
+		h ^= *c;
+		h *= 0x100000001b3ULL;
+	}
+	for (i = 0; i < 4; i++) {
+		h ^= (m->uidvalidity >> (8 * i)) & 0xff;
+		h *= 0x100000001b3ULL;
+	}
+	(void)snprintf(out, size, "F%016llx", (unsigned long long)h);
 }

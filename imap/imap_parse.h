@@ -250,6 +250,10 @@ enum imap_cmd_type {
 	IMAP_CMD_THREAD,
 	IMAP_CMD_GETQUOTAROOT,
 	IMAP_CMD_GETQUOTA,
+	IMAP_CMD_SETQUOTA,
+	IMAP_CMD_COMPRESS,
+	IMAP_CMD_CANCELUPDATE,	/* RFC 5267 §4.3.5: u.enable holds the
+				 * tags */
 };
 
 /* AUTHENTICATE mech [initial-response] (RFC 9051 §6.2.2, RFC 4959). */
@@ -355,6 +359,13 @@ struct imap_cmd_list {
 	bool			 extended;
 };
 
+/* One part of a CATENATE message (RFC 4469 §5): TEXT literal or URL. */
+struct imap_cat_part {
+	bool		 url;
+	const char	*data;		/* the literal's bytes, or the URL */
+	size_t		 len;
+};
+
 /* One message of APPEND (RFC 9051 §6.3.12, RFC 3502 MULTIAPPEND). */
 struct imap_append_msg {
 	const char		*tag;		/* of the APPEND command, for
@@ -372,6 +383,10 @@ struct imap_append_msg {
 	 * literal must not, RFC 3516 §4.2: answer NO). */
 	bool			 nul_seen;
 	unsigned int		 index;		/* 0 for the first message */
+	/* CATENATE (RFC 4469): the message is built from these parts at
+	 * IMAP_PARSE_COMMAND (no APPEND events); 0 for a literal. */
+	const struct imap_cat_part *parts;
+	size_t			 nparts;
 };
 
 /* The whole APPEND, at IMAP_PARSE_COMMAND once every message was passed
@@ -461,6 +476,9 @@ struct imap_search_key {
 #define IMAP_SEARCH_RET_ALL	0x04
 #define IMAP_SEARCH_RET_COUNT	0x08
 #define IMAP_SEARCH_RET_SAVE	0x10
+#define IMAP_SEARCH_RET_PARTIAL	0x20	/* RFC 5267 §4.4 */
+#define IMAP_SEARCH_RET_CONTEXT	0x40	/* RFC 5267 §4.2 (a hint) */
+#define IMAP_SEARCH_RET_UPDATE	0x80	/* RFC 5267 §4.3 */
 
 struct imap_cmd_search {
 	const char		*charset;	/* NULL when not given */
@@ -468,6 +486,8 @@ struct imap_cmd_search {
 	 * ALL (RFC 4731 §3.1). */
 	bool			 esearch;
 	unsigned int		 ret;		/* IMAP_SEARCH_RET_* */
+	uint32_t		 partial_lo;	/* PARTIAL lo:hi, lo <= hi */
+	uint32_t		 partial_hi;
 	const struct imap_search_key *key;	/* an AND of the program */
 };
 
@@ -498,6 +518,8 @@ struct imap_cmd_sort {
 enum imap_thread_alg {
 	IMAP_THREAD_ORDEREDSUBJECT = 1,
 	IMAP_THREAD_REFERENCES,
+	IMAP_THREAD_REFS,	/* REFERENCES without subject merging,
+				 * threads by their latest date */
 };
 
 struct imap_cmd_thread {
@@ -522,6 +544,8 @@ struct imap_cmd_thread {
 #define IMAP_FETCH_EMAILID		0x0800
 #define IMAP_FETCH_THREADID		0x1000
 #define IMAP_FETCH_SAVEDATE		0x2000
+#define IMAP_FETCH_PREVIEW		0x4000	/* RFC 8970; "(LAZY)" is
+						 * accepted and ignored */
 
 enum imap_fetch_kind {
 	IMAP_FETCH_KIND_BODY = 1,	/* BODY[...] / BODY.PEEK[...] */
@@ -598,9 +622,15 @@ struct imap_cmd_id {
 	size_t			 count;		/* 0 for NIL */
 };
 
-/* GETQUOTA root (RFC 9208): a quota root name, not a mailbox. */
+/* GETQUOTA root, SETQUOTA root (resource limit ...) (RFC 9208): a quota
+ * root name, not a mailbox; SETQUOTA's limits are checked, not kept. */
 struct imap_cmd_getquota {
 	const char	*root;
+};
+
+/* COMPRESS mechanism (RFC 4978 §3): the atom as sent. */
+struct imap_cmd_compress {
+	const char	*mech;
 };
 
 struct imap_command {
@@ -632,6 +662,7 @@ struct imap_command {
 		struct imap_cmd_sort		sort;
 		struct imap_cmd_thread		thread;
 		struct imap_cmd_getquota	getquota;
+		struct imap_cmd_compress	compress;
 	} u;
 };
 

@@ -637,14 +637,49 @@ cmd_status(struct imap_parser *p, struct imap_command *cmd,
 	return parse_status_items(p, &args[1], &cmd->u.status.items);
 }
 
-/* APPEND mailbox 1*([flag-list] [date-time] (literal | UTF8 (lit8))). */
+/* CATENATE (1*(TEXT literal / URL astring)) (RFC 4469 §5). */
+static int
+parse_catenate(struct imap_parser *p, const struct imap_arg *l,
+    struct imap_append_msg *msg)
+{
+	struct imap_cat_part *parts;
+	size_t i, n = 0;
+
+	if (l->count == 0 || l->count % 2 != 0)
+		return imap_parse_fail(p, "Invalid CATENATE parts");
+	parts = imap_parse_alloc_array(p, l->count / 2, sizeof(*parts));
+	for (i = 0; i < l->count; i += 2) {
+		const struct imap_arg *k = &l->list[i], *v = &l->list[i + 1];
+
+		if (imap_arg_atom_is(k, "TEXT") &&
+		    v->type == IMAP_ARG_LITERAL) {
+			parts[n].url = false;
+		} else if (imap_arg_atom_is(k, "URL")) {
+			const char *u;
+
+			if (imap_arg_astring(p, v, false, &u) < 0)
+				return -1;
+			parts[n].url = true;
+		} else
+			return imap_parse_fail(p, "Invalid CATENATE parts");
+		parts[n].data = v->str;
+		parts[n].len = v->len;
+		n++;
+	}
+	msg->parts = parts;
+	msg->nparts = n;
+	return 0;
+}
+
+/* APPEND mailbox 1*([flag-list] [date-time] (literal | UTF8 (lit8) |
+ * CATENATE (parts))). */
 static int
 cmd_append(struct imap_parser *p, struct imap_command *cmd,
     const struct imap_arg *args, size_t count)
 {
 	struct imap_cmd_append *c = &cmd->u.append;
 	struct imap_append_msg *msgs;
-	size_t i, start, n = 0;
+	size_t i, start, n = 0, ncat = 0;
 
 	if (count < 2)
 		return imap_parse_fail(p, "Missing message literal");
@@ -652,12 +687,19 @@ cmd_append(struct imap_parser *p, struct imap_command *cmd,
 		return -1;
 	msgs = imap_parse_alloc_array(p, count, sizeof(*msgs));
 	for (i = start = 1; i < count; i++) {
-		const struct imap_arg *m;
+		const struct imap_arg *m, *cat = NULL;
 		size_t end = i;
 		bool utf8 = false;
 
 		if (args[i].type == IMAP_ARG_MESSAGE)
 			m = &args[i];
+		else if (imap_arg_atom_is(&args[i], "CATENATE") &&
+		    i + 1 < count && args[i + 1].type == IMAP_ARG_LIST) {
+			m = NULL;
+			cat = &args[i + 1];
+			i++;
+			ncat++;
+		}
 		else if (imap_arg_atom_is(&args[i], "UTF8") && i + 1 < count &&
 		    args[i + 1].type == IMAP_ARG_LIST &&
 		    args[i + 1].count == 1 &&
@@ -672,6 +714,14 @@ cmd_append(struct imap_parser *p, struct imap_command *cmd,
 			return -1;
 		msgs[n].tag = cmd->tag;
 		msgs[n].mailbox = c->mailbox;
+		msgs[n].index = (unsigned int)n;
+		if (cat != NULL) {
+			if (parse_catenate(p, cat, &msgs[n]) < 0)
+				return -1;
+			n++;
+			start = i + 1;
+			continue;
+		}
 		msgs[n].size = m->size;
 		msgs[n].binary = (m->flags & IMAP_ARG_F_BINARY) != 0;
 		msgs[n].sync = (m->flags & IMAP_ARG_F_NONSYNC) == 0;
@@ -683,6 +733,11 @@ cmd_append(struct imap_parser *p, struct imap_command *cmd,
 	}
 	if (n == 0 || start != count)
 		return imap_parse_fail(p, "Missing message literal");
+	/* The literals were saved as they came; a CATENATE message is
+	 * built at the end: one transaction cannot do both in order. */
+	if (ncat > 0 && ncat != n)
+		return imap_parse_fail(p, "CATENATE cannot be mixed with "
+		    "message literals");
 	c->msgs = msgs;
 	c->count = n;
 	return 0;
@@ -763,15 +818,61 @@ cmd_getquota(struct imap_parser *p, struct imap_command *cmd,
 	return imap_arg_astring(p, &args[0], false, &cmd->u.getquota.root);
 }
 
+/* SETQUOTA root (resource limit ...) (RFC 9208 §4.1.3, §7). */
+static int
+cmd_setquota(struct imap_parser *p, struct imap_command *cmd,
+    const struct imap_arg *args, size_t count)
+{
+	const struct imap_arg *l;
+	uint64_t v;
+	size_t i, j;
+
+	if (count != 2 || args[1].type != IMAP_ARG_LIST ||
+	    args[1].count % 2 != 0)
+		return imap_parse_fail(p, "Expected a quota root and limits");
+	if (imap_arg_astring(p, &args[0], false, &cmd->u.getquota.root) < 0)
+		return -1;
+	l = &args[1];
+	for (i = 0; i < l->count; i += 2) {
+		const struct imap_arg *r = &l->list[i];
+
+		if (r->type != IMAP_ARG_ATOM || r->len == 0)
+			return imap_parse_fail(p, "Invalid quota resource");
+		for (j = 0; j < r->len; j++)
+			if (!imap_char_is_atom((unsigned char)r->str[j]))
+				return imap_parse_fail(p,
+				    "Invalid quota resource");
+		/* number64 (RFC 9208 §7: setquota_resource). */
+		if (imap_arg_number(p, &l->list[i + 1], 0, INT64_MAX,
+		    &v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* COMPRESS mechanism (RFC 4978 §5): checked by the command. */
+static int
+cmd_compress(struct imap_parser *p, struct imap_command *cmd,
+    const struct imap_arg *args, size_t count)
+{
+	if (count != 1 || args[0].type != IMAP_ARG_ATOM)
+		return imap_parse_fail(p, "Expected a compression mechanism");
+	cmd->u.compress.mech = args[0].str;
+	return 0;
+}
+
 /* ---- the table ---- */
 
 static const struct imap_cmd_def imap_cmd_defs[] = {
 	{ "APPEND", IMAP_CMD_APPEND, IMAP_KIND_APPEND, 0, cmd_append },
 	{ "AUTHENTICATE", IMAP_CMD_AUTHENTICATE, IMAP_KIND_PLAIN, 0,
 	    cmd_authenticate },
+	{ "CANCELUPDATE", IMAP_CMD_CANCELUPDATE, IMAP_KIND_PLAIN, 0,
+	    imap_parse_cmd_cancelupdate },
 	{ "CAPABILITY", IMAP_CMD_CAPABILITY, IMAP_KIND_PLAIN, 0, cmd_none },
 	{ "CHECK", IMAP_CMD_CHECK, IMAP_KIND_PLAIN, 0, cmd_none },
 	{ "CLOSE", IMAP_CMD_CLOSE, IMAP_KIND_PLAIN, 0, cmd_none },
+	{ "COMPRESS", IMAP_CMD_COMPRESS, IMAP_KIND_PLAIN, 0, cmd_compress },
 	{ "COPY", IMAP_CMD_COPY, IMAP_KIND_PLAIN, IMAP_CMD_F_UID, cmd_copy },
 	{ "CREATE", IMAP_CMD_CREATE, IMAP_KIND_PLAIN, 0, cmd_create },
 	{ "DELETE", IMAP_CMD_DELETE, IMAP_KIND_PLAIN, 0, cmd_mailbox },
@@ -797,6 +898,7 @@ static const struct imap_cmd_def imap_cmd_defs[] = {
 	{ "SEARCH", IMAP_CMD_SEARCH, IMAP_KIND_PLAIN, IMAP_CMD_F_UID,
 	    imap_parse_cmd_search },
 	{ "SELECT", IMAP_CMD_SELECT, IMAP_KIND_PLAIN, 0, cmd_select },
+	{ "SETQUOTA", IMAP_CMD_SETQUOTA, IMAP_KIND_PLAIN, 0, cmd_setquota },
 	{ "SORT", IMAP_CMD_SORT, IMAP_KIND_PLAIN, IMAP_CMD_F_UID,
 	    imap_parse_cmd_sort },
 	{ "STARTTLS", IMAP_CMD_STARTTLS, IMAP_KIND_PLAIN, 0, cmd_none },

@@ -244,7 +244,8 @@ dump_fetch(struct buf *out, const struct imap_cmd_fetch *f)
 	static const char *const items[] = {
 		"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE",
 		"BODY", "BODYSTRUCTURE", "RFC822", "RFC822.HEADER",
-		"RFC822.TEXT", "MODSEQ", "EMAILID", "THREADID", "SAVEDATE"
+		"RFC822.TEXT", "MODSEQ", "EMAILID", "THREADID", "SAVEDATE",
+		"PREVIEW"
 	};
 	size_t i;
 
@@ -326,6 +327,22 @@ dump_append_msg(struct buf *out, const struct imap_append_msg *m)
 		buf_append_str(out, " utf8");
 	if (m->nul_seen)
 		buf_append_str(out, " nul");
+	if (m->nparts > 0) {
+		size_t i;
+
+		/* CATENATE (RFC 4469): TEXT sizes, URLs as sent. */
+		buf_append_str(out, " catenate=(");
+		for (i = 0; i < m->nparts; i++) {
+			if (i > 0)
+				buf_append_char(out, ' ');
+			if (m->parts[i].url) {
+				buf_append_str(out, "URL ");
+				imap_dump_string(out, m->parts[i].data);
+			} else
+				buf_printf(out, "TEXT %zu", m->parts[i].len);
+		}
+		buf_append_char(out, ')');
+	}
 	buf_append_char(out, ')');
 }
 
@@ -496,6 +513,7 @@ imap_command_dump(const struct imap_command *cmd, bool show_secrets,
 		dump_search(out, &cmd->u.thread.search);
 		break;
 	case IMAP_CMD_GETQUOTA:
+	case IMAP_CMD_SETQUOTA:
 		buf_append_str(out, " root=");
 		imap_dump_string(out, cmd->u.getquota.root);
 		break;

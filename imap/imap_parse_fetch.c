@@ -1,7 +1,8 @@
 /*
  * imap_parse_fetch: FETCH and STORE arguments (RFC 9051 §6.4.5, §6.4.6;
  * RFC 3516 BINARY; RFC 7162 CHANGEDSINCE, VANISHED, UNCHANGEDSINCE;
- * RFC 8474 EMAILID/THREADID; RFC 8514 SAVEDATE).  A body section such
+ * RFC 8474 EMAILID/THREADID; RFC 8514 SAVEDATE; RFC 8970 PREVIEW).  A
+ * body section such
  * as "BODY.PEEK[1.2.HEADER.FIELDS (From To)]<0.2048>" arrives as one
  * atom (the tokenizer keeps FETCH brackets whole) and is taken apart
  * here into part numbers, section text, header names and partial
@@ -34,6 +35,7 @@ static const struct {
 	{ "EMAILID", IMAP_FETCH_EMAILID },
 	{ "THREADID", IMAP_FETCH_THREADID },
 	{ "SAVEDATE", IMAP_FETCH_SAVEDATE },
+	{ "PREVIEW", IMAP_FETCH_PREVIEW },
 };
 
 /* Macros (RFC 9051 §6.4.5), only as the whole item argument. */
@@ -342,6 +344,21 @@ fetch_att(struct imap_parser *p, const struct imap_arg *a,
 	return 0;
 }
 
+/* PREVIEW modifiers (RFC 8970 §3): "(" "LAZY" ")"; nothing else is
+ * defined. */
+static int
+fetch_preview_mods(struct imap_parser *p, const struct imap_arg *m)
+{
+	size_t i;
+
+	if (m->count == 0)
+		return imap_parse_fail(p, "Invalid PREVIEW modifiers");
+	for (i = 0; i < m->count; i++)
+		if (!imap_arg_atom_is(&m->list[i], "LAZY"))
+			return imap_parse_fail(p, "Unknown PREVIEW modifier");
+	return 0;
+}
+
 int
 imap_parse_cmd_fetch(struct imap_parser *p, struct imap_command *cmd,
     const struct imap_arg *args, size_t count)
@@ -361,9 +378,19 @@ imap_parse_cmd_fetch(struct imap_parser *p, struct imap_command *cmd,
 			return imap_parse_fail(p, "Empty FETCH item list");
 		bodies = imap_parse_alloc_array(p, items->count,
 		    sizeof(*bodies));
-		for (i = 0; i < items->count; i++)
+		for (i = 0; i < items->count; i++) {
 			if (fetch_att(p, &items->list[i], f, bodies) < 0)
 				return -1;
+			/* RFC 8970 §3: PREVIEW (LAZY): the server may answer
+			 * NIL rather than compute it; we always compute. */
+			if (imap_arg_atom_is(&items->list[i], "PREVIEW") &&
+			    i + 1 < items->count &&
+			    items->list[i + 1].type == IMAP_ARG_LIST) {
+				if (fetch_preview_mods(p,
+				    &items->list[++i]) < 0)
+					return -1;
+			}
+		}
 	} else if (imap_arg_atom_is(items, "ALL")) {
 		f->items = FETCH_ALL;
 		bodies = NULL;

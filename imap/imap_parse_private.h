@@ -244,6 +244,9 @@ int	imap_parse_cmd_search(struct imap_parser *p, struct imap_command *cmd,
 	    const struct imap_arg *args, size_t count);
 int	imap_parse_cmd_sort(struct imap_parser *p, struct imap_command *cmd,
 	    const struct imap_arg *args, size_t count);
+int	imap_parse_cmd_cancelupdate(struct imap_parser *p,
+	    struct imap_command *cmd, const struct imap_arg *args,
+	    size_t count);
 int	imap_parse_cmd_thread(struct imap_parser *p, struct imap_command *cmd,
 	    const struct imap_arg *args, size_t count);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 
 #include "imap_date.h"
 #include "imap_parse_private.h"
@@ -291,6 +292,32 @@ search_key(struct search_ctx *s, unsigned int depth,
 	return 0;
 }
 
+/* partial-range = nz-number ":" nz-number (RFC 5267 §5; 500:400 is
+ * 400:500, no "*"). */
+static int
+search_partial(const struct imap_arg *a, struct imap_cmd_search *se)
+{
+	unsigned long long lo, hi;
+	char *end;
+	const char *colon;
+
+	if (a->type != IMAP_ARG_ATOM || a->len > 21 ||
+	    (colon = strchr(a->str, ':')) == NULL)
+		return -1;
+	if (a->str[0] < '1' || a->str[0] > '9' || colon[1] < '1' ||
+	    colon[1] > '9')
+		return -1;
+	lo = strtoull(a->str, &end, 10);
+	if (end != colon || lo > UINT32_MAX)
+		return -1;
+	hi = strtoull(colon + 1, &end, 10);
+	if (*end != '\0' || hi > UINT32_MAX)
+		return -1;
+	se->partial_lo = (uint32_t)(lo < hi ? lo : hi);
+	se->partial_hi = (uint32_t)(lo < hi ? hi : lo);
+	return 0;
+}
+
 /* [RETURN (opts)] at args[*ip] (RFC 4731 §3.1, RFC 5182, RFC 5267). */
 static int
 search_return(struct imap_parser *p, const struct imap_arg *args,
@@ -316,9 +343,24 @@ search_return(struct imap_parser *p, const struct imap_arg *args,
 			se->ret |= IMAP_SEARCH_RET_COUNT;
 		else if (imap_arg_atom_is(&l->list[j], "SAVE"))
 			se->ret |= IMAP_SEARCH_RET_SAVE;
-		else
+		else if (imap_arg_atom_is(&l->list[j], "CONTEXT"))
+			se->ret |= IMAP_SEARCH_RET_CONTEXT;
+		else if (imap_arg_atom_is(&l->list[j], "UPDATE"))
+			se->ret |= IMAP_SEARCH_RET_UPDATE;
+		else if (imap_arg_atom_is(&l->list[j], "PARTIAL")) {
+			if ((se->ret & IMAP_SEARCH_RET_PARTIAL) != 0 ||
+			    ++j >= l->count ||
+			    search_partial(&l->list[j], se) < 0)
+				return imap_parse_fail(p,
+				    "Invalid PARTIAL range");
+			se->ret |= IMAP_SEARCH_RET_PARTIAL;
+		} else
 			return imap_parse_fail(p, "Unknown RETURN option");
 	}
+	/* RFC 5267 §4.4: one PARTIAL or one ALL, not both. */
+	if ((se->ret & IMAP_SEARCH_RET_PARTIAL) != 0 &&
+	    (se->ret & IMAP_SEARCH_RET_ALL) != 0)
+		return imap_parse_fail(p, "PARTIAL and ALL together");
 	/* "RETURN ()" is "RETURN (ALL)" (RFC 4731 §3.1). */
 	if (se->ret == 0)
 		se->ret = IMAP_SEARCH_RET_ALL;
@@ -429,7 +471,30 @@ imap_parse_cmd_thread(struct imap_parser *p, struct imap_command *cmd,
 		t->alg = IMAP_THREAD_ORDEREDSUBJECT;
 	else if (imap_arg_atom_is(&args[0], "REFERENCES"))
 		t->alg = IMAP_THREAD_REFERENCES;
+	else if (imap_arg_atom_is(&args[0], "REFS"))
+		t->alg = IMAP_THREAD_REFS;
 	else
 		return imap_parse_fail(p, "Unknown threading algorithm");
 	return search_program(p, args, count, 1, true, &t->search);
+}
+
+/* CANCELUPDATE 1*(SP quoted) (RFC 5267 §5): the tags, in u.enable. */
+int
+imap_parse_cmd_cancelupdate(struct imap_parser *p, struct imap_command *cmd,
+    const struct imap_arg *args, size_t count)
+{
+	const char **tags;
+	size_t i;
+
+	if (count == 0)
+		return imap_parse_fail(p, "Expected search tags");
+	tags = imap_parse_alloc_array(p, count, sizeof(*tags));
+	for (i = 0; i < count; i++) {
+		if (args[i].type != IMAP_ARG_QUOTED)
+			return imap_parse_fail(p, "Expected a quoted tag");
+		tags[i] = args[i].str;
+	}
+	cmd->u.enable.caps = tags;
+	cmd->u.enable.count = count;
+	return 0;
 }

@@ -93,18 +93,26 @@ static const struct imap_cmd_def imap_cmds[] = {
 	{ IMAP_CMD_STATUS, IMAP_ST_ANY, 0, imap_cmd_status },
 	{ IMAP_CMD_APPEND, IMAP_ST_ANY, 0, imap_cmd_append },
 	{ IMAP_CMD_IDLE, IMAP_ST_ANY, 0, imap_cmd_idle },
+	{ IMAP_CMD_COMPRESS, IMAP_ST_ANY, 0, imap_cmd_compress },
 	{ IMAP_CMD_CHECK, IMAP_ST_SELECTED, 0, imap_cmd_check },
 	{ IMAP_CMD_CLOSE, IMAP_ST_SELECTED, 0, imap_cmd_close },
 	{ IMAP_CMD_UNSELECT, IMAP_ST_SELECTED, 0, imap_cmd_unselect },
 	{ IMAP_CMD_EXPUNGE, IMAP_ST_SELECTED, 0, imap_cmd_expunge },
 	{ IMAP_CMD_SEARCH, IMAP_ST_SELECTED, IMAP_CMDF_NO_EXPUNGE,
 	    imap_cmd_search },
+	{ IMAP_CMD_SORT, IMAP_ST_SELECTED, IMAP_CMDF_NO_EXPUNGE, imap_cmd_sort },
+	{ IMAP_CMD_CANCELUPDATE, IMAP_ST_SELECTED, 0, imap_cmd_cancelupdate },
+	{ IMAP_CMD_THREAD, IMAP_ST_SELECTED, IMAP_CMDF_NO_EXPUNGE,
+	    imap_cmd_thread },
 	{ IMAP_CMD_FETCH, IMAP_ST_SELECTED, IMAP_CMDF_NO_EXPUNGE,
 	    imap_cmd_fetch },
 	{ IMAP_CMD_STORE, IMAP_ST_SELECTED, IMAP_CMDF_NO_EXPUNGE,
 	    imap_cmd_store },
 	{ IMAP_CMD_COPY, IMAP_ST_SELECTED, 0, imap_cmd_copy },
 	{ IMAP_CMD_MOVE, IMAP_ST_SELECTED, 0, imap_cmd_copy },
+	{ IMAP_CMD_GETQUOTA, IMAP_ST_ANY, 0, imap_cmd_getquota },
+	{ IMAP_CMD_GETQUOTAROOT, IMAP_ST_ANY, 0, imap_cmd_getquotaroot },
+	{ IMAP_CMD_SETQUOTA, IMAP_ST_ANY, 0, imap_cmd_setquota },
 };
 
 /* ---- output ---- */
@@ -306,6 +314,7 @@ imap_session_unselect(struct imap_session *s)
 
 	if (m == NULL)
 		return;
+	imap_search_context_free(s);
 	if (s->sel_prev != NULL)
 		s->sel_prev->sel_next = s->sel_next;
 	else
@@ -313,6 +322,8 @@ imap_session_unselect(struct imap_session *s)
 	if (s->sel_next != NULL)
 		s->sel_next->sel_prev = s->sel_prev;
 	s->sel_next = s->sel_prev = NULL;
+	/* It may have been the last one not told of an expunge. */
+	imap_mbox_ghosts_prune(m);
 	free(s->view);
 	s->view = NULL;
 	s->count = s->cap = 0;
@@ -337,24 +348,89 @@ imap_session_mark_flags(struct imap_session *s, uint32_t uid)
 	s->flagchg++;
 }
 
-/* The untagged EXPUNGEs (highest first, so every number is right when
- * it is read, RFC 9051 §7.5.1) and the view without those messages. */
+bool
+imap_session_modseq_ok(const struct imap_session *s)
+{
+	return s->sel != NULL && store_mailbox_modseq_persistent(s->sel->mb);
+}
+
+void
+imap_session_condstore(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = true;
+	/* RFC 7162 §3.1: the first enabling command with a mailbox
+	 * selected tells its HIGHESTMODSEQ (NOMODSEQ mailboxes refuse
+	 * the commands that would get here). */
+	if (imap_session_modseq_ok(s))
+		imap_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest",
+		    (unsigned long long)store_mailbox_highestmodseq(
+		    s->sel->mb));
+}
+
+/*
+ * "* VANISHED uids" in lines of at most IMAP_VANISHED_LINE numbers
+ * (RFC 7162 §3.2.10.2; several responses mean the same as one).
+ */
+static void
+imap_session_send_vanished(struct imap_session *s, const uint32_t *uids,
+    size_t n)
+{
+	struct buf b;
+	size_t i, k;
+
+	buf_init(&b, 0);
+	for (i = 0; i < n; i += k) {
+		k = n - i < IMAP_VANISHED_LINE ? n - i : IMAP_VANISHED_LINE;
+		buf_reset(&b);
+		buf_append_str(&b, "* VANISHED ");
+		imap_numbers_format(uids + i, k, &b);
+		imap_reply(s, "%s", buf_cstr(&b));
+	}
+	buf_free(&b);
+}
+
+/*
+ * The untagged EXPUNGEs (highest first, so every number is right when
+ * it is read, RFC 9051 §7.5.1) and the view without those messages.
+ * After ENABLE QRESYNC one VANISHED instead (RFC 7162 §3.2.10), unless
+ * the mailbox said NOMODSEQ.
+ */
 static void
 imap_session_send_expunges(struct imap_session *s, bool all)
 {
 	struct store_mailbox *mb = s->sel->mb;
-	uint32_t i, o;
+	bool vanished = s->qresync && imap_session_modseq_ok(s);
+	uint32_t i, o, *uids = NULL;
+	size_t nuids = 0;
 	bool any = false;
 
+	if (vanished)
+		uids = xreallocarray(NULL, s->count + 1, sizeof(*uids));
 	for (i = s->count; i-- > 0; ) {
 		if (all || store_mailbox_find_uid(mb, s->view[i].uid) < 0) {
-			imap_reply(s, "* %u EXPUNGE", i + 1);
+			if (vanished)
+				uids[nuids++] = s->view[i].uid;
+			else
+				imap_reply(s, "* %u EXPUNGE", i + 1);
 			if ((s->view[i].flags & IMAP_VIEW_FLAGCHG) != 0)
 				s->flagchg--;
 			s->view[i].uid = 0;
 			any = true;
 		}
 	}
+	if (nuids > 0) {
+		/* Gathered highest first. */
+		for (i = 0; i < nuids / 2; i++) {
+			uint32_t t = uids[i];
+
+			uids[i] = uids[nuids - 1 - i];
+			uids[nuids - 1 - i] = t;
+		}
+		imap_session_send_vanished(s, uids, nuids);
+	}
+	free(uids);
 	if (!any)
 		return;
 	for (i = 0, o = 0; i < s->count; i++)
@@ -397,14 +473,18 @@ imap_session_updates(struct imap_session *s, bool allow_expunge)
 		 */
 		if (!allow_expunge)
 			return;
+		imap_search_context_expunge(s);
 		imap_session_send_expunges(s, true);
 		s->uidvalidity = m->uidvalidity;
 		s->expunge_gen = m->expunge_gen;
+		imap_mbox_ghosts_prune(m);
 		imap_reply(s, "* OK [UIDVALIDITY %u] UIDs are new.",
 		    s->uidvalidity);
 	} else if (allow_expunge && s->expunge_gen != m->expunge_gen) {
 		s->expunge_gen = m->expunge_gen;
+		imap_search_context_expunge(s);
 		imap_session_send_expunges(s, false);
+		imap_mbox_ghosts_prune(m);
 	}
 	/* New messages: UIDs above every UID of the view. */
 	last = s->count > 0 ? s->view[s->count - 1].uid : 0;
@@ -437,6 +517,7 @@ imap_session_updates(struct imap_session *s, bool allow_expunge)
 	}
 	/* Flags changed by another session or program. */
 	for (i = 0; i < s->count && s->flagchg > 0; i++) {
+		const struct store_msg *sm;
 		struct buf b;
 		int64_t idx;
 
@@ -448,12 +529,18 @@ imap_session_updates(struct imap_session *s, bool allow_expunge)
 		if (idx < 0)
 			continue;
 		buf_init(&b, 0);
-		imap_flags_format(s, store_mailbox_msg(mb, (uint32_t)idx),
+		sm = store_mailbox_msg(mb, (uint32_t)idx);
+		imap_flags_format(s, sm,
 		    (s->view[i].flags & IMAP_VIEW_RECENT) != 0, &b);
+		/* RFC 7162 §3.1.4.2, §3.2.4: with MODSEQ once enabled. */
+		if (s->condstore && imap_session_modseq_ok(s))
+			buf_printf(&b, " MODSEQ (%llu)",
+			    (unsigned long long)sm->modseq);
 		imap_reply(s, "* %u FETCH (UID %u FLAGS %s)", i + 1,
 		    s->view[i].uid, buf_cstr(&b));
 		buf_free(&b);
 	}
+	imap_search_context_update(s);
 }
 
 void

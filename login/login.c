@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -51,6 +52,7 @@
 #include "listener.h"
 #include "log.h"
 #include "login.h"
+#include "login_ipshare.h"
 #include "mailproc.h"
 #include "str.h"
 #include "tls.h"
@@ -98,6 +100,7 @@ static const char *const login_state_names[] = {
 struct login_ip {
 	struct login_ip	*next;
 	unsigned	 count;
+	unsigned	 row;		/* in the shared counts */
 	char		 ip[INET6_ADDRSTRLEN];
 };
 
@@ -173,6 +176,10 @@ static unsigned login_max_per_ip;
 static struct login_client *login_clients;
 static unsigned login_nclients;
 static struct login_ip *login_ips[LOGIN_IP_BUCKETS];
+/* The counts of every login process of the protocol (login_ipshare.h),
+ * NULL when this one is alone, and our column there. */
+static uint32_t *login_ipshare;
+static unsigned login_ipshare_slot;
 static bool login_stopping;
 static bool login_chrooted;
 static int login_master_fd = -1;
@@ -222,11 +229,67 @@ login_ip_ref(const char *ip)
 
 		e = xcalloc(1, sizeof(*e));
 		str_lcpy(e->ip, ip, sizeof(e->ip));
+		e->row = login_ipshare_row(ip);
 		e->next = login_ips[h];
 		login_ips[h] = e;
 	}
 	e->count++;
+	if (login_ipshare != NULL)
+		(void)__atomic_add_fetch(login_ipshare_cell(login_ipshare,
+		    e->row, login_ipshare_slot), 1, __ATOMIC_RELAXED);
 	return e;
+}
+
+/* Connections from ip now: of every login process of the protocol. */
+static unsigned
+login_ip_count(const char *ip, const struct login_ip *e)
+{
+	if (login_ipshare != NULL)
+		return login_ipshare_total(login_ipshare,
+		    login_ipshare_row(ip));
+	return e != NULL ? e->count : 0;
+}
+
+/*
+ * Map the shared counts posternd gives when it runs several login
+ * processes of this protocol (POSTERN_LOGIN_IPSHARE_FD and _SLOT); alone,
+ * or on any doubt, the process counts by itself.
+ */
+static void
+login_ipshare_init(void)
+{
+	const char *fdenv = getenv("POSTERN_LOGIN_IPSHARE_FD");
+	const char *slotenv = getenv("POSTERN_LOGIN_IPSHARE_SLOT");
+	long long fd, slot;
+	struct stat st;
+	void *map;
+
+	unsetenv("POSTERN_LOGIN_IPSHARE_FD");
+	unsetenv("POSTERN_LOGIN_IPSHARE_SLOT");
+	if (fdenv == NULL || slotenv == NULL)
+		return;
+	if (str_to_ll(fdenv, 3, 65535, &fd) < 0 ||
+	    str_to_ll(slotenv, 0, LOGIN_IPSHARE_SLOTS - 1, &slot) < 0) {
+		log_warning("invalid POSTERN_LOGIN_IPSHARE_FD/SLOT: "
+		    "connections per IP counted by this process only");
+		return;
+	}
+	if (fstat((int)fd, &st) < 0 ||
+	    (size_t)st.st_size < LOGIN_IPSHARE_SIZE) {
+		log_warning("shared per-IP counts unusable: connections per "
+		    "IP counted by this process only");
+		(void)close((int)fd);
+		return;
+	}
+	map = mmap(NULL, LOGIN_IPSHARE_SIZE, PROT_READ | PROT_WRITE,
+	    MAP_SHARED, (int)fd, 0);
+	(void)close((int)fd);
+	if (map == MAP_FAILED) {
+		log_warning("mmap of the shared per-IP counts: %m");
+		return;
+	}
+	login_ipshare = map;
+	login_ipshare_slot = (unsigned)slot;
 }
 
 static void
@@ -234,6 +297,9 @@ login_ip_unref(struct login_ip *e)
 {
 	struct login_ip **ep;
 
+	if (login_ipshare != NULL)
+		(void)__atomic_sub_fetch(login_ipshare_cell(login_ipshare,
+		    e->row, login_ipshare_slot), 1, __ATOMIC_RELAXED);
 	if (--e->count > 0)
 		return;
 	for (ep = &login_ips[login_ip_hash(e->ip)]; *ep != e;
@@ -653,8 +719,8 @@ login_client_new(int fd, bool implicit_tls,
 		c->close_reason = xstrdup("Too many clients");
 		c->dead = true;
 		c->proto_gone = true;	/* never greeted */
-	} else if (login_max_per_ip > 0 && e != NULL &&
-	    e->count >= login_max_per_ip) {
+	} else if (login_max_per_ip > 0 &&
+	    login_ip_count(c->rip, e) >= login_max_per_ip) {
 		c->close_reason = xasprintf("Too many connections from this "
 		    "IP (login_max_connections_per_ip=%u)", login_max_per_ip);
 		c->dead = true;
@@ -1668,6 +1734,7 @@ login_main(const struct login_proto *proto, int argc, char **argv)
 	    fcntl(login_master_fd, F_SETFL, O_NONBLOCK) < 0)
 		log_fatal("fcntl: %m");
 	unsetenv("POSTERN_MASTER_FD");
+	login_ipshare_init();
 	listener_add_env(login_listen_kind);
 	if (listener_count() == 0)
 		log_fatal("no %s or %s listeners in POSTERN_LISTEN",

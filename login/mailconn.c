@@ -61,20 +61,43 @@ mailconn_out_full(const struct mailconn *c)
 
 static void	mailconn_arm_timeout(struct mailconn *c);
 
+/* Output is queued: in c->out, or compressed and not yet written. */
+static bool
+mailconn_out_pending(const struct mailconn *c)
+{
+	return c->out.len > 0 ||
+	    (c->z != NULL && mailconn_zlib_pending(c->z));
+}
+
 /* Write what we can without blocking. */
 static void
 mailconn_flush(struct mailconn *c)
 {
 	bool progress = false;
 
-	while (c->out.len > 0 && !c->dead) {
-		ssize_t n = send(c->fd, c->out.data, c->out.len,
-		    MSG_NOSIGNAL);
+	while (!c->dead) {
+		struct buf *wb = &c->out;
+		ssize_t n;
 
+		if (c->z != NULL) {
+			/* Compressed a part at a time: what the socket
+			 * does not take stays plaintext in c->out. */
+			if (mailconn_zlib_deflate(c->z, &c->out) < 0) {
+				if (c->reason == NULL)
+					c->reason = "Disconnected: "
+					    "Compression failed";
+				c->dead = true;
+				break;
+			}
+			wb = mailconn_zlib_out(c->z);
+		}
+		if (wb->len == 0)
+			break;
+		n = send(c->fd, wb->data, wb->len, MSG_NOSIGNAL);
 		/* send() for MSG_NOSIGNAL; write() should the
 		 * descriptor not be a socket. */
 		if (n < 0 && errno == ENOTSOCK)
-			n = write(c->fd, c->out.data, c->out.len);
+			n = write(c->fd, wb->data, wb->len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -85,7 +108,7 @@ mailconn_flush(struct mailconn *c)
 			c->dead = true;
 			break;
 		}
-		buf_consume(&c->out, (size_t)n);
+		buf_consume(wb, (size_t)n);
 		c->bytes_out += (uint64_t)n;
 		progress = true;
 	}
@@ -144,7 +167,7 @@ mailconn_update_io(struct mailconn *c)
 
 	if (mailconn_wants_input(c))
 		ev |= IOLOOP_READ;
-	if (c->out.len > 0 || c->dead)
+	if (mailconn_out_pending(c) || c->dead)
 		ev |= IOLOOP_WRITE;
 	io_set_events(c->io, ev);
 }
@@ -168,11 +191,12 @@ mailconn_done(struct mailconn *c)
 	if (c->busy > 0)
 		return;
 	mode = c->proto->mode(c->ctx);
-	if (!c->dead && mode == MAILCONN_CLOSE && c->out.len == 0)
+	if (!c->dead && mode == MAILCONN_CLOSE && !mailconn_out_pending(c))
 		c->dead = true;
 	/* The client went away between commands: nothing to finish
 	 * (RFC 1939 §6: no UPDATE state without QUIT). */
-	if (!c->dead && c->eof && mode == MAILCONN_READ && c->out.len == 0)
+	if (!c->dead && c->eof && mode == MAILCONN_READ &&
+	    !mailconn_out_pending(c))
 		c->dead = true;
 	if (c->dead) {
 		c->proto->free(c->ctx);
@@ -183,18 +207,57 @@ mailconn_done(struct mailconn *c)
 
 /* ---- input ---- */
 
+/*
+ * Decompress what was read into c->in as far as it has room.  Returns
+ * true when that changed something the protocol may take.  Invalid data
+ * end the input as if the client had closed: nothing after them can be
+ * understood, so nothing more is read, while what is queued (and the
+ * commands complete before them) is answered, then the session ends.
+ */
+static bool
+mailconn_inflate(struct mailconn *c)
+{
+	int r;
+
+	if (c->z == NULL || c->dead)
+		return false;
+	r = mailconn_zlib_inflate(c->z, &c->in);
+	if (r < 0) {
+		if (c->reason == NULL)
+			c->reason = "Disconnected: Invalid compressed data";
+		c->eof = true;
+		return false;
+	}
+	if (r == 0 && mailconn_zlib_ended(c->z))
+		c->eof = true;
+	return r > 0;
+}
+
 static void
 mailconn_read(struct mailconn *c)
 {
 	while (mailconn_wants_input(c)) {
-		size_t room = c->in.max - c->in.len;
+		/* Compressed, the bytes go to the compressed input and
+		 * are inflated into c->in before more are read. */
+		struct buf *rb = &c->in;
+		size_t room;
 		ssize_t n;
 
+		if (c->z != NULL) {
+			if (mailconn_inflate(c))
+				continue;
+			if (c->dead || c->eof)
+				break;
+			rb = mailconn_zlib_in(c->z);
+		}
+		room = rb->max - rb->len;
+		if (room == 0)
+			break;
 		if (room > c->proto->read_size)
 			room = c->proto->read_size;
-		if (buf_reserve(&c->in, room) < 0)
+		if (buf_reserve(rb, room) < 0)
 			break;
-		n = read(c->fd, c->in.data + c->in.len, room);
+		n = read(c->fd, rb->data + rb->len, room);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -210,7 +273,7 @@ mailconn_read(struct mailconn *c)
 			c->eof = true;
 			break;
 		}
-		c->in.len += (size_t)n;
+		rb->len += (size_t)n;
 		c->bytes_in += (uint64_t)n;
 		mailconn_arm_timeout(c);
 	}
@@ -264,7 +327,9 @@ mailconn_run_once(struct mailconn *c)
 		}
 		if (mode != MAILCONN_READ)
 			break;
-		if (!c->proto->input(c->ctx))
+		/* A command needs more: compressed bytes read earlier
+		 * may hold it. */
+		if (!c->proto->input(c->ctx) && !mailconn_inflate(c))
 			break;
 	}
 	return false;
@@ -350,5 +415,40 @@ mailconn_deinit(struct mailconn *c)
 	c->fd = -1;
 	buf_free(&c->in);
 	buf_free(&c->out);
+	mailconn_zlib_free(&c->z);
 	mailproc_session_ended();
+}
+
+int
+mailconn_compress(struct mailconn *c, const char **error_r)
+{
+	struct mailconn_zlib *z;
+	struct buf *zin;
+
+	if (c->z != NULL) {
+		*error_r = "Compression is active already";
+		return -1;
+	}
+	z = mailconn_zlib_new(c->in.max, error_r);
+	if (z == NULL)
+		return -1;
+	/*
+	 * RFC 4978 §3: compression starts right after the CRLF of the
+	 * tagged OK, so what is queued goes out as it is; the client
+	 * compresses from the first command after COMPRESS, so what is
+	 * buffered after it is compressed.
+	 */
+	(void)buf_append(mailconn_zlib_out(z), c->out.data, c->out.len);
+	buf_reset(&c->out);
+	zin = mailconn_zlib_in(z);
+	(void)buf_append(zin, c->in.data, c->in.len);
+	buf_reset(&c->in);
+	c->z = z;
+	return 0;
+}
+
+bool
+mailconn_compressed(const struct mailconn *c)
+{
+	return c->z != NULL;
 }

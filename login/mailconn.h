@@ -32,6 +32,7 @@
 
 struct io;
 struct timer;
+struct mailconn_zlib;
 
 /* What the session does with input now (mailconn_proto.mode). */
 enum mailconn_mode {
@@ -93,6 +94,8 @@ struct mailconn {
 	int		 busy;		/* callback depth */
 	const struct mailconn_proto *proto;
 	void		*ctx;
+	/* Compression (mailconn_compress()); NULL while off. */
+	struct mailconn_zlib *z;
 };
 
 /*
@@ -137,5 +140,46 @@ void	mailconn_close(struct mailconn *c, const char *reason);
  * changed a mailbox): wait for the socket to take it.
  */
 void	mailconn_update(struct mailconn *c);
+
+/*
+ * Compress the connection from now on (IMAP COMPRESS=DEFLATE, RFC 4978):
+ * what is queued already (the tagged OK) goes out as it is, everything
+ * queued later and everything the client sends (including what is in
+ * c->in now, sent after the command) is raw deflate.  The output is
+ * flushed (Z_SYNC_FLUSH) whenever it is written, so no answer waits in
+ * the compressor.  Invalid compressed input ends the session.  Returns
+ * 0, or -1 with *error_r (compression is on already, zlib failed).
+ */
+int	mailconn_compress(struct mailconn *c, const char **error_r);
+/* Whether mailconn_compress() was done. */
+bool	mailconn_compressed(const struct mailconn *c);
+
+/*
+ * mailconn_zlib.c, for mailconn.c only: the deflate and inflate streams
+ * and their compressed buffers.
+ */
+/* The streams, the compressed input bounded by max_in; NULL with
+ * *error_r when zlib cannot start. */
+struct mailconn_zlib *mailconn_zlib_new(size_t max_in, const char **error_r);
+void	mailconn_zlib_free(struct mailconn_zlib **zp);
+/* The compressed output for the socket; the compressed input read. */
+struct buf *mailconn_zlib_out(struct mailconn_zlib *z);
+struct buf *mailconn_zlib_in(struct mailconn_zlib *z);
+/* Compressed output is waiting (in the buffer or inside zlib). */
+bool	mailconn_zlib_pending(const struct mailconn_zlib *z);
+/*
+ * Compress plain (consumed) into the output, sync-flushed, until plain is
+ * empty or the output holds enough for the socket.  0, or -1 when zlib
+ * failed.
+ */
+int	mailconn_zlib_deflate(struct mailconn_zlib *z, struct buf *plain);
+/*
+ * Decompress the input into plain, never past plain->max.  1 when bytes
+ * were used or made, 0 when nothing can be done now (no input, plain
+ * full, the stream ended), -1 on invalid compressed data.
+ */
+int	mailconn_zlib_inflate(struct mailconn_zlib *z, struct buf *plain);
+/* The client ended its compressed stream. */
+bool	mailconn_zlib_ended(const struct mailconn_zlib *z);
 
 #endif

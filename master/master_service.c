@@ -11,8 +11,18 @@
  * way Postfix's master logs it and restarted after a backoff of 1 s,
  * doubling up to 60 s, back to 1 s once a run lasted 60 s.
  *
- * This module does not bind sockets or read the configuration: posternd.c
- * does both and hands over master.listeners.
+ * A login service runs as $imap_login_process_min_avail (or pop3_...)
+ * processes, one per CPU by default, that accept on the same inherited
+ * listeners (the kernel gives each connection to one of them).  Each is
+ * an entry of its own in the service table, so restarts, reloads and
+ * stops treat them one by one.  Their connections per remote address
+ * are counted in memory shared by the processes of the protocol
+ * (login/login_ipshare.h): posternd makes it and gives each process a
+ * slot, which it clears when the process is gone.
+ *
+ * This module does not bind sockets or read the configuration (but for
+ * the number of login processes, read once at start): posternd.c does
+ * both and hands over master.listeners.
  */
 #include "config.h"
 
@@ -23,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,8 +45,30 @@
 #include "cfg.h"
 #include "ioloop.h"
 #include "log.h"
+#include "login_ipshare.h"
 #include "master.h"
 #include "xmalloc.h"
+
+/* Login processes per protocol at most, and by default at most (one per
+ * CPU).  Twice the most leaves slots for retired processes finishing
+ * their sessions after a reload. */
+#define MASTER_LOGIN_PROCS_MAX		16
+#define MASTER_LOGIN_PROCS_DEFAULT_MAX	4
+
+/* The per-IP counts shared by the login processes of one protocol. */
+struct master_ipshare {
+	const char	*proto;
+	int		 fd;		/* -1: one process, none needed */
+	uint32_t	*map;
+	pid_t		 slot_pid[LOGIN_IPSHARE_SLOTS];
+};
+
+static struct master_ipshare master_ipshares[] = {
+	{ .proto = "pop3", .fd = -1 },
+	{ .proto = "imap", .fd = -1 },
+};
+#define MASTER_IPSHARE_COUNT \
+	(sizeof(master_ipshares) / sizeof(master_ipshares[0]))
 
 struct master_service {
 	const char		*name;
@@ -57,6 +90,7 @@ struct master_service {
 	 */
 	const char		*login_proto;
 	bool			 disabled;	/* login service not wanted */
+	unsigned		 instance;	/* of a login service: 0, 1.. */
 };
 
 static const char *const smtpd_listen_services[] = {
@@ -74,7 +108,7 @@ static const char *const imap_login_listen_services[] = {
  * the login processes find its socket; then the delivery side, so mail
  * never waits for it.
  */
-static struct master_service master_services[] = {
+static const struct master_service master_service_defs[] = {
 	{ .name = "auth", .needs_root = true },
 	{ .name = "local", .needs_root = true },
 	/* The outbound SMTP client: network bytes, never root. */
@@ -89,16 +123,135 @@ static struct master_service master_services[] = {
 	    .login_proto = "imap" },
 };
 
-#define MASTER_SERVICE_COUNT \
-	(sizeof(master_services) / sizeof(master_services[0]))
+/* The services with one entry per login process (master_services_init()). */
+static struct master_service *master_services;
+static size_t master_service_count;
+#define MASTER_SERVICE_COUNT	master_service_count
+
+/* How many login processes of proto to run (read at start only). */
+static unsigned
+master_login_procs(const char *proto)
+{
+	char name[64];
+	long long n;
+	long cpus;
+
+	snprintf(name, sizeof(name), "%s_login_process_min_avail", proto);
+	n = cfg_get_int(name);
+	if (n <= 0) {
+		cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus > 0 ? cpus : 1;
+		if (n > MASTER_LOGIN_PROCS_DEFAULT_MAX)
+			n = MASTER_LOGIN_PROCS_DEFAULT_MAX;
+	}
+	if (n > MASTER_LOGIN_PROCS_MAX)
+		n = MASTER_LOGIN_PROCS_MAX;
+	return (unsigned)n;
+}
+
+static struct master_ipshare *
+master_ipshare_of(const char *proto)
+{
+	size_t i;
+
+	for (i = 0; i < MASTER_IPSHARE_COUNT; i++)
+		if (strcmp(master_ipshares[i].proto, proto) == 0)
+			return &master_ipshares[i];
+	return NULL;
+}
+
+/* The shared per-IP counts of proto's login processes. */
+static void
+master_ipshare_init(struct master_ipshare *sh)
+{
+	char name[64];
+	void *map;
+	int fd;
+
+	snprintf(name, sizeof(name), "postern-%s-login-ip", sh->proto);
+	fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, (off_t)LOGIN_IPSHARE_SIZE) < 0) {
+		log_warning("memfd for %s login processes: %m: each counts "
+		    "login_max_connections_per_ip by itself", sh->proto);
+		if (fd >= 0)
+			(void)close(fd);
+		return;
+	}
+	map = mmap(NULL, LOGIN_IPSHARE_SIZE, PROT_READ | PROT_WRITE,
+	    MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		log_warning("mmap for %s login processes: %m: each counts "
+		    "login_max_connections_per_ip by itself", sh->proto);
+		(void)close(fd);
+		return;
+	}
+	sh->fd = fd;
+	sh->map = map;
+}
+
+/* A slot for the login process about to start; -1 when none is free
+ * (it then counts by itself). */
+static int
+master_ipshare_slot(struct master_ipshare *sh)
+{
+	int i;
+
+	if (sh == NULL || sh->fd < 0)
+		return -1;
+	for (i = 0; i < LOGIN_IPSHARE_SLOTS; i++)
+		if (sh->slot_pid[i] == 0)
+			return i;
+	return -1;
+}
+
+/* A login process is gone: what it counted goes with it. */
+static void
+master_ipshare_release(pid_t pid)
+{
+	size_t i;
+	unsigned s;
+
+	for (i = 0; i < MASTER_IPSHARE_COUNT; i++) {
+		struct master_ipshare *sh = &master_ipshares[i];
+
+		if (sh->fd < 0)
+			continue;
+		for (s = 0; s < LOGIN_IPSHARE_SLOTS; s++) {
+			if (sh->slot_pid[s] != pid)
+				continue;
+			login_ipshare_clear_slot(sh->map, s);
+			sh->slot_pid[s] = 0;
+			return;
+		}
+	}
+}
 
 void
 master_services_init(void)
 {
-	size_t i;
+	size_t i, n = 0;
 
-	for (i = 0; i < MASTER_SERVICE_COUNT; i++)
-		master_services[i].backoff = MASTER_BACKOFF_MIN;
+	for (i = 0; i < sizeof(master_service_defs) /
+	    sizeof(master_service_defs[0]); i++) {
+		const struct master_service *def = &master_service_defs[i];
+		unsigned k, procs = 1;
+
+		if (def->login_proto != NULL) {
+			procs = master_login_procs(def->login_proto);
+			if (procs > 1)
+				master_ipshare_init(
+				    master_ipshare_of(def->login_proto));
+		}
+		for (k = 0; k < procs; k++) {
+			master_services = xreallocarray(master_services, n + 1,
+			    sizeof(*master_services));
+			master_services[n] = *def;
+			master_services[n].instance = k;
+			master_services[n].backoff = MASTER_BACKOFF_MIN;
+			n++;
+		}
+	}
+	master_service_count = n;
 }
 
 static char *
@@ -325,8 +478,11 @@ master_services_listener_ok(const char *listen_service, const char **why_r)
 	static char why[512];
 	size_t i;
 
-	for (i = 0; i < MASTER_SERVICE_COUNT; i++) {
-		const struct master_service *svc = &master_services[i];
+	/* The table of definitions: this may run before
+	 * master_services_init(). */
+	for (i = 0; i < sizeof(master_service_defs) /
+	    sizeof(master_service_defs[0]); i++) {
+		const struct master_service *svc = &master_service_defs[i];
 		char *path;
 		int err = 0;
 
@@ -360,6 +516,8 @@ master_service_spawn(struct master_service *svc)
 	pid_t pid, parent = getpid();
 	int sp[2] = { -1, -1 };
 	int tls_fd = master_tls_fd();
+	struct master_ipshare *sh = NULL;
+	int slot = -1;
 
 	if (svc->listen_services != NULL)
 		master_listeners_bind_pending();
@@ -371,7 +529,11 @@ master_service_spawn(struct master_service *svc)
 	}
 	path = master_service_path(svc);
 	buf_init(&env, 0);
-	fds = xreallocarray(NULL, master.listener_count + 2, sizeof(int));
+	if (svc->login_proto != NULL) {
+		sh = master_ipshare_of(svc->login_proto);
+		slot = master_ipshare_slot(sh);
+	}
+	fds = xreallocarray(NULL, master.listener_count + 3, sizeof(int));
 	for (i = 0; i < master.listener_count; i++) {
 		const struct master_listener *l = &master.listeners[i];
 
@@ -406,9 +568,22 @@ master_service_spawn(struct master_service *svc)
 		else
 			unsetenv("POSTERN_LISTEN");
 		master_child_env();
-		if (svc->login_proto != NULL)
+		if (svc->login_proto != NULL) {
 			master_child_login_env(sp[1], 3 + n, &fds[n]);
-		else if (svc->listen_services == smtpd_listen_services &&
+			if (slot >= 0) {
+				char num[32];
+
+				/* Its column of the shared per-IP counts. */
+				snprintf(num, sizeof(num), "%zu", 3 + n + 1);
+				setenv("POSTERN_LOGIN_IPSHARE_FD", num, 1);
+				snprintf(num, sizeof(num), "%d", slot);
+				setenv("POSTERN_LOGIN_IPSHARE_SLOT", num, 1);
+				fds[n + 1] = sh->fd;
+			} else {
+				unsetenv("POSTERN_LOGIN_IPSHARE_FD");
+				unsetenv("POSTERN_LOGIN_IPSHARE_SLOT");
+			}
+		} else if (svc->listen_services == smtpd_listen_services &&
 		    tls_fd >= 0) {
 			char num[32];
 
@@ -418,7 +593,8 @@ master_service_spawn(struct master_service *svc)
 			fds[n] = tls_fd;
 		} else
 			unsetenv("POSTERN_TLS_FD");
-		master_child_setup(fds, svc->login_proto != NULL ||
+		master_child_setup(fds, slot >= 0 ? n + 2 :
+		    svc->login_proto != NULL ||
 		    getenv("POSTERN_TLS_FD") != NULL ? n + 1 : n);
 		if (master.root_mode && !svc->needs_root &&
 		    svc->login_proto == NULL)
@@ -441,6 +617,8 @@ master_service_spawn(struct master_service *svc)
 	if (svc->login_proto != NULL) {
 		(void)close(sp[1]);
 		master_handoff_login_add(pid, svc->login_proto, sp[0]);
+		if (slot >= 0)
+			sh->slot_pid[slot] = pid;
 	}
 	log_debug("started %s pid %ld", path, (long)pid);
 	free(path);
@@ -652,6 +830,7 @@ master_services_reap(void)
 	int status;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		master_ipshare_release(pid);
 		if ((svc = master_service_by_pid(pid)) != NULL)
 			master_service_exited(svc, pid, status);
 		else if (master_retired_remove(pid))

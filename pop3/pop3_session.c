@@ -243,9 +243,9 @@ pop3_session_open(struct pop3_session *s, const char **error_r)
 
 	if (store_user_open(s->mail, s->user, s->home, &s->su, error_r) < 0)
 		return -1;
+	/* Opening syncs the mailbox: a second sync would only list the
+	 * directories again. */
 	if (store_mailbox_open(s->su, "INBOX", 0, &s->mb, error_r) < 0)
-		return -1;
-	if (store_mailbox_sync(s->mb, NULL, error_r) < 0)
 		return -1;
 	count = store_mailbox_count(s->mb);
 	if (count > POP3_MAX_MESSAGES) {

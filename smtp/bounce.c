@@ -347,7 +347,8 @@ bounce_status_part(struct buf *b, enum bounce_type type,
 			buf_printf(b, "Original-Recipient: %s\n", orcpt);
 			free(orcpt);
 		}
-		buf_printf(b, "Action: %s\n", actions[type]);
+		buf_printf(b, "Action: %s\n", rcpts[i].relayed ? "relayed" :
+		    actions[type]);
 		buf_printf(b, "Status: %s\n", rcpts[i].dsn);
 		reply = NULL;
 		if (rcpts[i].remote != NULL) {

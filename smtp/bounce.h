@@ -27,6 +27,8 @@ struct bounce_rcpt {
 	const char	*addr;		/* Final-Recipient */
 	const char	*orcpt;		/* ORCPT value, or NULL */
 	const char	*dsn;		/* "5.1.1" */
+	bool		 relayed;	/* BOUNCE_DELIVERED: "Action: relayed"
+					 * (RFC 3464 §2.3.3) */
 	const char	*text;		/* why; one line of text */
 	const char	*remote;	/* the server that answered,
 					 * "host[ip]:port", or NULL */

@@ -57,10 +57,12 @@
 #include "limits_pst.h"
 #include "local.h"
 #include "log.h"
+#include "qmgr.h"
 #include "queue_list.h"
 #include "rewrite.h"
 #include "store.h"
 #include "str.h"
+#include "userdb.h"
 #include "xmalloc.h"
 
 static bool root_mode;
@@ -309,6 +311,70 @@ local_msg_free(struct local_msg *m)
 	queue_msg_free(&m->qm);
 }
 
+/* dovecot-lda's words for a delivery refused by quota. */
+#define LOCAL_QUOTA_TEXT	"Quota exceeded (mailbox for user is full)"
+
+/*
+ * The quota of the user of it (quota_rule, or the passwd-file field
+ * userdb_quota_rule; store_quota.c).  A copy that would take the mailbox
+ * over its limit bounces at once with 5.2.2, as dovecot-lda's does, so
+ * the sender learns it and nothing waits in the queue for a mailbox
+ * that may stay full.  Returns 0 to deliver (*size_r set when the
+ * delivery must be counted in maildirsize), -1 with it->result set.
+ */
+static int
+local_quota_check(const struct local_msg *m, struct local_item *it,
+    const struct store_location *sl, uint64_t *size_r)
+{
+	struct store_quota_limit l;
+	struct store_quota_usage u;
+	struct userdb_user uu;
+	const char *err;
+	char *rule = NULL, *hdr;
+	int r;
+
+	*size_r = 0;
+	/* After a crash the copy may be there already: the recover check
+	 * of the delivery finds it, and it must not bounce now. */
+	if (m->recover)
+		return 0;
+	/* Only a passwd-file has extra fields. */
+	if (userdb_passwd_file() != NULL &&
+	    userdb_lookup(it->privs.user, &uu, &err) == 1) {
+		rule = userdb_extra_get(&uu, "quota_rule");
+		userdb_user_free(&uu);
+	}
+	r = store_quota_rule_parse(rule != NULL ? rule :
+	    cfg_get("quota_rule"), &l, &err);
+	free(rule);
+	if (r < 0) {
+		local_result_set(&it->result, LOCAL_DEFER, "4.3.5",
+		    "server configuration error: %s", err);
+		return -1;
+	}
+	if (!store_quota_limited(&l))
+		return 0;
+	hdr = local_prepend_headers(m, it->address);
+	/* The size the Maildir file gets (its ",S="). */
+	*size_r = (uint64_t)strlen(hdr) + (uint64_t)m->qm.msg_size;
+	free(hdr);
+	if (local_privs_enter(&it->privs, &it->result) < 0)
+		return -1;
+	r = store_quota_usage_loc(sl, &l, &u, &err);
+	local_privs_leave();
+	if (r < 0) {
+		local_result_set(&it->result, LOCAL_DEFER, "4.3.0",
+		    "quota: %s", err);
+		return -1;
+	}
+	if (!store_quota_fits(&l, &u, *size_r, 1)) {
+		local_result_set(&it->result, LOCAL_BOUNCE, "5.2.2", "%s",
+		    LOCAL_QUOTA_TEXT);
+		return -1;
+	}
+	return 0;
+}
+
 /* Write a Maildir, mbox, command or file destination of one item. */
 static void
 local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
@@ -316,6 +382,8 @@ local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
 	const char *cmd = cfg_get("mailbox_command");
 	struct store_location sl;
 	const char *err;
+	struct local_result scratch;
+	uint64_t qsize;
 
 	/* Postfix: mailbox_command comes before home_mailbox and the spool. */
 	if (cmd[0] != '\0') {
@@ -331,12 +399,21 @@ local_deliver_mailbox(const struct local_msg *m, struct local_item *it)
 		local_result_set(&it->result, LOCAL_DEFER, "4.3.0", "%s", err);
 		return;
 	}
+	if (local_quota_check(m, it, &sl, &qsize) < 0) {
+		store_location_free(&sl);
+		return;
+	}
 	if (sl.format == STORE_FORMAT_MAILDIR)
 		local_maildir_deliver(m, sl.inbox, it->address, &it->privs,
 		    &it->result);
 	else
 		local_mbox_deliver(m, sl.inbox, it->address, &it->privs,
 		    sl.inbox_in_spool, true, &it->result);
+	if (it->result.status == LOCAL_SENT && qsize > 0 &&
+	    local_privs_enter(&it->privs, &scratch) == 0) {
+		store_quota_update_loc(&sl, (int64_t)qsize, 1);
+		local_privs_leave();
+	}
 	store_location_free(&sl);
 }
 
@@ -749,6 +826,23 @@ local_log_now(const struct local_msg *m, double started, const char *text)
 	    d_d, why);
 }
 
+/*
+ * Whether qmgr would hand the recipient to local: $transport_maps (or
+ * $local_transport) may send a local domain elsewhere (smtp:[host],
+ * error:), which delivery at accept must not bypass.
+ */
+static bool
+local_now_routed_local(const char *addr)
+{
+	struct qmgr_route r;
+	bool local;
+
+	qmgr_route_resolve(addr, &r);
+	local = r.transport == QMGR_T_LOCAL;
+	qmgr_route_free(&r);
+	return local;
+}
+
 /* qmgr's routing decision (qmgr_route()): a local recipient? */
 static bool
 local_now_is_local(const char *addr)
@@ -902,6 +996,8 @@ local_request_now(const char *path, struct buf *out)
 			why = "success notification requested";
 		else if (m.received > (unsigned)cfg_get_int("hopcount_limit"))
 			why = "too many hops";
+		else if (!local_now_routed_local(r->addr))
+			why = "not routed to local delivery";
 		else if (!local_now_is_local(r->addr) && local_is_virtual(&m)) {
 			local_now_virtual(&m, started, out);
 			continue;

@@ -26,6 +26,14 @@
  * minimal_backoff_time: its queued mail is deferred without another
  * connection, as Postfix does, until then or until a flush.
  *
+ * Flow control (in_flow_delay, smtpd_data.c): qmgr keeps the FIFO
+ * private/flow stocked with one-byte tokens for smtpd.  It writes one
+ * token for each message it takes in from incoming/, and, while nothing
+ * waits in incoming/, tops the FIFO up to the free room in the active set
+ * (at most QMGR_FLOW_TOKENS).  When delivery falls behind and the active
+ * set is full, no tokens come and smtpd slows down by up to in_flow_delay
+ * per message, as Postfix's qmgr and cleanup do with their pipe.
+ *
  * Not done here: reading message content (except for notices), address
  * rewriting (smtpd does it before queueing), DNS, anything as root.
  */
@@ -39,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -70,6 +79,9 @@
 #define QMGR_SEND_IDX_BYTES	4096
 /* Seconds an unused destination's state (window, dead mark) is kept. */
 #define QMGR_DEST_IDLE		60
+/* Most flow tokens kept in private/flow (Postfix keeps its process
+ * limit's worth, 100). */
+#define QMGR_FLOW_TOKENS	100
 
 /* ---- the set of queue IDs qmgr knows (pending load or active) ---- */
 
@@ -98,8 +110,16 @@ enum qmgr_rstate {
 	QR_BOUNCED	/* failed; the D record waits for the notice */
 };
 
+/* Which success notice a sent recipient gets (RFC 3461 §5.2.2). */
+enum qmgr_notice {
+	QMGR_NOTICE_DELIVERED = 0,	/* into a mailbox: "delivered" */
+	QMGR_NOTICE_RELAYED,		/* to a server without DSN */
+	QMGR_NOTICE_PASSED		/* to a DSN server: its notice */
+};
+
 struct qmgr_rcpt {
 	enum qmgr_rstate st;
+	enum qmgr_notice notice;	/* when st is QR_SENT */
 	char		*dsn;
 	char		*text;
 	/* Who answered ("host[ip]:port"), or NULL: for notices. */
@@ -147,6 +167,7 @@ struct qmgr_pendq {
 struct qmgr_sres {
 	bool		 got;
 	int		 what;		/* enum qmgr_outcome */
+	enum qmgr_notice notice;	/* for QMGR_SENT */
 	char		*dsn;
 	char		*relay;
 	char		*text;
@@ -232,6 +253,10 @@ const char *qmgr_queue_dir;
 static struct qmgr_table known, warned;
 static struct qmgr_msg *active_head;
 static unsigned active_count;
+/* qmgr_message_active_limit */
+static unsigned active_limit = QMGR_MAX_ACTIVE;
+/* private/flow, write side; -1 when it could not be made */
+static int flow_fd = -1;
 static struct qmgr_job *job_head, *job_tail;
 static struct qmgr_pendq pend_incoming, pend_deferred;
 static bool pend_toggle;
@@ -1037,6 +1062,7 @@ qmgr_rcpt_set(struct qmgr_msg *m, size_t idx, enum qmgr_rstate st,
 	struct qmgr_rcpt *rs = &m->rs[idx];
 
 	rs->st = st;
+	rs->notice = QMGR_NOTICE_DELIVERED;	/* the smtp job says else */
 	free(rs->dsn);
 	free(rs->text);
 	free(rs->relay);
@@ -1254,6 +1280,13 @@ qmgr_notice(struct qmgr_msg *m, enum bounce_type type, enum qmgr_rstate st,
 			continue;
 		if (!qmgr_notify_wants(r->notify, bit))
 			continue;
+		/* RFC 3461 §5.2.2: a server that took NOTIFY reports the
+		 * delivery itself; one that did not gets "relayed". */
+		if (type == BOUNCE_DELIVERED &&
+		    m->rs[i].notice == QMGR_NOTICE_PASSED)
+			continue;
+		list[n].relayed = type == BOUNCE_DELIVERED &&
+		    m->rs[i].notice == QMGR_NOTICE_RELAYED;
 		list[n].addr = r->addr;
 		list[n].orcpt = r->orcpt;
 		list[n].dsn = type == BOUNCE_DELAYED ? (r->defer_dsn != NULL ?
@@ -1455,6 +1488,62 @@ qmgr_msg_maybe_finish(struct qmgr_msg *m)
 		qmgr_msg_finish(m);
 }
 
+/* ---- flow control tokens (private/flow) ---- */
+
+static void
+qmgr_flow_init(void)
+{
+	char *path = xasprintf("%s/private/flow", qmgr_queue_dir);
+	struct stat st;
+
+	/*
+	 * An existing FIFO is kept: smtpd processes hold it open across a
+	 * restart of qmgr.  Opened read-write so that writing never fails
+	 * for want of a reader.
+	 */
+	if (mkfifo(path, 0600) < 0 && errno != EEXIST)
+		log_warning("mkfifo %s: %m; no flow control", path);
+	else if (lstat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+		log_warning("%s is not a FIFO; no flow control", path);
+	else if ((flow_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0)
+		log_warning("open %s: %m; no flow control", path);
+	free(path);
+}
+
+/* Add n tokens (a full FIFO just takes fewer). */
+static void
+qmgr_flow_put(unsigned n)
+{
+	char tokens[QMGR_FLOW_TOKENS];
+
+	if (flow_fd < 0 || n == 0)
+		return;
+	if (n > sizeof(tokens))
+		n = sizeof(tokens);
+	memset(tokens, 'T', n);
+	(void)!write(flow_fd, tokens, n);
+}
+
+/* Nothing waits in incoming/: as many tokens as the active set has room
+ * for, so that smtpd is not slowed while we keep up. */
+static void
+qmgr_flow_refill(void)
+{
+	unsigned want;
+	int have;
+
+	if (flow_fd < 0 || shutting_down || pend_incoming.head != NULL ||
+	    active_count >= active_limit)
+		return;
+	want = active_limit - active_count;
+	if (want > QMGR_FLOW_TOKENS)
+		want = QMGR_FLOW_TOKENS;
+	if (ioctl(flow_fd, FIONREAD, &have) < 0 || have < 0)
+		return;
+	if ((unsigned)have < want)
+		qmgr_flow_put(want - (unsigned)have);
+}
+
 /* ---- loading a message ---- */
 
 static void
@@ -1544,6 +1633,9 @@ qmgr_load(const struct qmgr_pend *p)
 		    m->id, sender, (long long)m->qm.msg_size,
 		    m->qm.rcpt_count);
 	}
+	/* Taken in from incoming/: room for one more there. */
+	if (!p->deferred)
+		qmgr_flow_put(1);
 	/* maximal_queue_lifetime = 0: one attempt only, as in Postfix. */
 	if (now - m->qm.arrival >= qmgr_lifetime(m))
 		m->expired = true;
@@ -1560,15 +1652,16 @@ qmgr_feed(void)
 	struct qmgr_pend *p;
 	unsigned n = 0;
 
-	while (!shutting_down && active_count < QMGR_MAX_ACTIVE &&
+	while (!shutting_down && active_count < active_limit &&
 	    n < QMGR_LOAD_BATCH && (p = qmgr_pend_pop()) != NULL) {
 		qmgr_load(p);
 		free(p);
 		n++;
 	}
-	if (!shutting_down && active_count < QMGR_MAX_ACTIVE &&
+	if (!shutting_down && active_count < active_limit &&
 	    (pend_incoming.head != NULL || pend_deferred.head != NULL))
 		qmgr_kick();
+	qmgr_flow_refill();
 }
 
 /* ---- connections to the delivery agents ---- */
@@ -1633,6 +1726,8 @@ qmgr_sjob_finish(struct qmgr_sjob *j, double conn_s, double xfer_s,
 				fail = r;
 			qmgr_outcome(m, j->idx[k], (enum qmgr_outcome)r->what,
 			    r->dsn, r->text, NULL, &at);
+			if (r->what == QMGR_SENT)
+				m->rs[j->idx[k]].notice = r->notice;
 		} else {
 			struct qmgr_attempt at = { "none", j->sent_at, -1, -1 };
 
@@ -1858,6 +1953,8 @@ qmgr_smtp_line(struct qmgr_conn *c, const char *line)
 	j->res[k].got = true;
 	j->res[k].what = r.status == QMGR_STATUS_SENT ? QMGR_SENT :
 	    r.status == QMGR_STATUS_DEFER ? QMGR_DEFER : QMGR_BOUNCE;
+	j->res[k].notice = r.relayed ? QMGR_NOTICE_RELAYED :
+	    QMGR_NOTICE_PASSED;
 	j->res[k].dsn = r.dsn;
 	j->res[k].relay = r.relay;
 	j->res[k].text = r.text;
@@ -2444,6 +2541,7 @@ qmgr_sighup(int signo, void *ctx)
 		return;
 	}
 	log_info("configuration reloaded");
+	active_limit = (unsigned)cfg_get_int("qmgr_message_active_limit");
 	qmgr_route_reset();
 	rewrite_reset();
 	/* New local workers pick up the new configuration. */
@@ -2478,6 +2576,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	umask(077);
 	qmgr_queue_dir = xstrdup(cfg_get("queue_directory"));
+	active_limit = (unsigned)cfg_get_int("qmgr_message_active_limit");
 	{
 		const char *err;
 
@@ -2488,6 +2587,7 @@ main(int argc, char **argv)
 
 	ioloop_init();
 	qmgr_dgram_init();
+	qmgr_flow_init();
 	qmgr_admin_init();
 	ioloop_signal(SIGTERM, qmgr_sigterm, NULL);
 	ioloop_signal(SIGINT, qmgr_sigterm, NULL);

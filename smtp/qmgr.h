@@ -18,8 +18,9 @@
 
 struct buf;
 
-/* Messages held in memory and being delivered at once (Postfix's
- * qmgr_message_active_limit, scaled to one open file per message). */
+/* Messages held in memory and being delivered at once: the default of
+ * qmgr_message_active_limit (Postfix's, scaled to one open file per
+ * message). */
 #define QMGR_MAX_ACTIVE		500
 /*
  * Seconds between safety-net scans of incoming/.  Notifications are
@@ -132,6 +133,8 @@ struct qmgr_agent_reply {
 	/* RCPT: */
 	size_t		 idx;
 	enum qmgr_status status;
+	bool		 relayed;	/* "relayed": sent, to a server that
+					 * does not do DSN (RFC 3461 §5.2.2) */
 	char		*dsn;		/* decoded; malloc'ed */
 	char		*relay;
 	char		*text;

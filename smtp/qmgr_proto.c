@@ -147,6 +147,10 @@ qmgr_agent_reply_parse(const char *line, struct qmgr_agent_reply *r,
 	r->idx = (size_t)v;
 	if (strcmp(f[2], "sent") == 0)
 		r->status = QMGR_STATUS_SENT;
+	else if (strcmp(f[2], "relayed") == 0) {
+		r->status = QMGR_STATUS_SENT;
+		r->relayed = true;
+	}
 	else if (strcmp(f[2], "defer") == 0)
 		r->status = QMGR_STATUS_DEFER;
 	else if (strcmp(f[2], "bounce") == 0)

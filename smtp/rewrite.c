@@ -1352,24 +1352,24 @@ rw_virtual_id(enum rw_tab id, const char *local, const char *domain,
 
 	if (rw_table_empty(t)) {
 		rw_whyf("%s is not set", rw_tab_param[id]);
-		return -1;
+		return REWRITE_VMBOX_UNUSABLE;
 	}
 	rc = rw_find(t, rw_tab_param[id], local, domain, false, &value, &ext,
 	    NULL);
 	free(ext);
 	if (rc < 0)
-		return -1;
+		return REWRITE_VMBOX_TEMPFAIL;
 	if (rc == 0) {
 		free(value);
 		rw_whyf("%s: no entry for %s@%s", rw_tab_param[id], local,
 		    domain);
-		return -1;
+		return REWRITE_VMBOX_UNUSABLE;
 	}
 	if (str_to_ll(str_trim(value), 0, UINT_MAX - 1, v_r) < 0) {
 		rw_whyf("%s: bad number \"%.40s\" for %s@%s",
 		    rw_tab_param[id], value, local, domain);
 		free(value);
-		return -1;
+		return REWRITE_VMBOX_UNUSABLE;
 	}
 	free(value);
 	return 0;
@@ -1419,27 +1419,26 @@ rewrite_virtual_lookup(const char *addr, struct rewrite_vmbox *vb,
 			rw_whyf("virtual_mailbox_maps: %s for %s", *v == '\0' ?
 			    "empty result" : "virtual_mailbox_base is not an "
 			    "absolute path", addr);
-			rc = -1;
+			rc = REWRITE_VMBOX_UNUSABLE;
 			goto out;
 		}
 		vb->path = base[0] != '\0' ? xasprintf("%s/%s", base, v) :
 		    xstrdup(v);
-		if (rw_virtual_id(RW_VIRTUAL_UID, local, domain, &id) < 0) {
-			rc = -1;
+		if ((rc = rw_virtual_id(RW_VIRTUAL_UID, local, domain,
+		    &id)) < 0)
 			goto out;
-		}
 		vb->uid = (uid_t)id;
-		if (rw_virtual_id(RW_VIRTUAL_GID, local, domain, &id) < 0) {
-			rc = -1;
+		if ((rc = rw_virtual_id(RW_VIRTUAL_GID, local, domain,
+		    &id)) < 0)
 			goto out;
-		}
 		vb->gid = (gid_t)id;
+		rc = REWRITE_VMBOX_FOUND;
 	}
 	minimum = cfg_get_int("virtual_minimum_uid");
 	if ((long long)vb->uid < minimum) {
 		rw_whyf("uid %lu of %s is below virtual_minimum_uid %lld",
 		    (unsigned long)vb->uid, addr, minimum);
-		rc = -1;
+		rc = REWRITE_VMBOX_UNUSABLE;
 	}
 out:
 	pthread_mutex_unlock(&rw_lock);

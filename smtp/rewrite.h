@@ -84,10 +84,22 @@ bool	rewrite_is_virtual_mailbox_domain(const char *domain);
  * A recipient of a virtual mailbox domain: its $virtual_mailbox_maps
  * entry (relative to $virtual_mailbox_base; a trailing '/' means
  * Maildir), uid and gid from $virtual_uid_maps / $virtual_gid_maps
- * ("static:5000" or tables).  1 found (*path_r malloc'ed, absolute),
- * 0 no such user, -1 temporary failure.  For a passwd-file user (below)
- * *path_r is the inbox its mail_location names (maildir with a '/').
+ * ("static:5000" or tables).  Returns one of REWRITE_VMBOX_* with, when
+ * FOUND, *path_r malloc'ed and absolute, and with *why_r set when
+ * negative.  For a passwd-file user (below) *path_r is the inbox its
+ * mail_location names (maildir with a '/').
+ *
+ * TEMPFAIL and UNUSABLE are kept apart because smtpd must answer them
+ * differently: a table that cannot be read says nothing about the
+ * address (451, try later), while an entry that exists but cannot be
+ * delivered to (a uid below virtual_minimum_uid, no uid/gid entry, an
+ * empty result) makes the address known: it is accepted and local
+ * defers its delivery with the reason, as Postfix's virtual(8) does.
  */
+#define REWRITE_VMBOX_FOUND	1
+#define REWRITE_VMBOX_NOTFOUND	0	/* no such user */
+#define REWRITE_VMBOX_TEMPFAIL	(-1)	/* a table could not be read */
+#define REWRITE_VMBOX_UNUSABLE	(-2)	/* an entry local cannot use */
 int	rewrite_virtual_mailbox(const char *addr, char **path_r,
 	    uid_t *uid_r, gid_t *gid_r, const char **why_r);
 

@@ -142,6 +142,7 @@ smtp_settings_new(void)
 {
 	struct smtp_settings *s = xcalloc(1, sizeof(*s));
 	const char *cafile = cfg_get("smtp_tls_CAfile"), *err, *maps;
+	const char *capath = cfg_get("smtp_tls_CApath");
 
 	s->refs = 1;
 	s->myhostname = xstrdup(cfg_get("myhostname"));
@@ -172,10 +173,12 @@ smtp_settings_new(void)
 	if (s->tls_level != SMTP_TLS_NONE) {
 		/* The CA file also tells "Trusted" from "Untrusted" in the
 		 * log at the opportunistic levels. */
-		s->tls_ctx = tls_client_ctx_new(false, *cafile != '\0' ?
-		    cafile : NULL, &err);
-		if (s->tls_ctx == NULL && *cafile != '\0') {
-			log_warning("smtp_tls_CAfile: %s", err);
+		s->tls_ctx = tls_client_ctx_new_ca(false, cafile, capath,
+		    &err);
+		if (s->tls_ctx == NULL && (*cafile != '\0' ||
+		    *capath != '\0')) {
+			log_warning("smtp_tls_CAfile/smtp_tls_CApath: %s",
+			    err);
 			s->tls_ctx = tls_client_ctx_new(false, NULL, &err);
 		}
 		if (s->tls_ctx == NULL) {
@@ -184,12 +187,10 @@ smtp_settings_new(void)
 		}
 	}
 	if (s->tls_level >= SMTP_TLS_VERIFY) {
-		if (*cafile == '\0' && *cfg_get("smtp_tls_CApath") != '\0')
-			log_warning("smtp_tls_CApath is not supported, "
-			    "using the system's trust store; set "
-			    "smtp_tls_CAfile");
-		s->tls_vctx = tls_client_ctx_new(true, *cafile != '\0' ?
-		    cafile : NULL, &err);
+		/* Both set: OpenSSL trusts what either holds, as Postfix's
+		 * smtp_tls_CAfile and smtp_tls_CApath together. */
+		s->tls_vctx = tls_client_ctx_new_ca(true, cafile, capath,
+		    &err);
 		if (s->tls_vctx == NULL) {
 			log_warning("cannot set up TLS verification: %s", err);
 			free(s->tls_error);
@@ -481,8 +482,9 @@ smtp_answer_line(struct buf *out, size_t idx, const char *status,
 	char *s = xtext_encode(dsn, strlen(dsn));
 
 	/* The class of the code is the status's (qmgr checks it). */
-	s[0] = strcmp(status, "sent") == 0 ? '2' : strcmp(status,
-	    "bounce") == 0 ? '5' : '4';
+	s[0] = strcmp(status, "sent") == 0 ||
+	    strcmp(status, "relayed") == 0 ? '2' :
+	    strcmp(status, "bounce") == 0 ? '5' : '4';
 
 	(void)buf_printf(out, "RCPT %zu %s %s %s %s\n", idx, status, s, r, t);
 	free(r);
@@ -586,7 +588,7 @@ smtp_request(const char *path, const char *nexthop, const size_t *idx,
 
 		switch (rc->status) {
 		case SMTP_RCPT_SENT:
-			st = "sent";
+			st = rc->relayed ? "relayed" : "sent";
 			break;
 		case SMTP_RCPT_BOUNCE:
 			st = "bounce";
@@ -613,6 +615,7 @@ out:
 		free(d.rcpts[i].text);
 	}
 	free(d.rcpts);
+	smtp_delivery_free_body(&d);
 	free(d.sender);
 	free(d.nexthop);
 	if (d.fd >= 0)

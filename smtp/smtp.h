@@ -23,7 +23,8 @@
  * Files: smtp.c (service, requests, routing over the server list),
  * smtp_proto.c (the SMTP dialogue of one session), smtp_conn.c (sockets,
  * timeouts, TLS, the session cache), smtp_sasl.c (client AUTH),
- * smtp_parse.c (pure parsers and the message encoder).
+ * smtp_parse.c (pure parsers and the message encoders), smtp_mime.c (the
+ * 8BITMIME downgrade).
  */
 #ifndef POSTERN_SMTP_H
 #define POSTERN_SMTP_H
@@ -223,7 +224,52 @@ struct smtp_rcpt {
 	char		*relay;		/* host[ip]:port, or NULL */
 	char		*text;
 	bool		 accepted;	/* 250 to RCPT in this session */
+	bool		 relayed;	/* sent to a server without DSN */
 };
+
+/*
+ * The message as it goes out, as a list of pieces (smtp_mime.c): bytes
+ * kept in memory (rewritten header blocks), ranges of the queue file
+ * copied, and ranges quoted-printable encoded (the 8BITMIME downgrade).
+ * The message encoder (smtp_enc) then makes the line ends CRLF.
+ */
+enum smtp_seg_kind {
+	SMTP_SEG_TEXT,
+	SMTP_SEG_FILE,
+	SMTP_SEG_QP
+};
+
+struct smtp_seg {
+	enum smtp_seg_kind kind;
+	off_t		 off, len;	/* FILE, QP: a range of the file */
+	char		*text;		/* TEXT */
+	size_t		 tlen;
+};
+
+struct smtp_body {
+	struct smtp_seg	*segs;
+	size_t		 nsegs;
+};
+
+/* Bytes of rewritten header blocks one downgraded message may have. */
+#define SMTP_MAX_DOWNGRADE_TEXT	(1024 * 1024)
+
+void	smtp_body_free(struct smtp_body *b);
+void	smtp_body_add(struct smtp_body *b, enum smtp_seg_kind kind,
+	    off_t off, off_t len, const char *text, size_t tlen);
+/*
+ * Plan the 8BITMIME downgrade (RFC 6152 §3) of the message at off (size
+ * bytes) of fd: the header of every MIME part whose content is 8-bit
+ * text gets "Content-Transfer-Encoding: quoted-printable" and its body
+ * is encoded; a multipart or message/rfc822 part marked 8bit or binary is
+ * marked 7bit; base64 and quoted-printable parts stay as they are.
+ * top/toplen: the top header block to use instead of the file's (after
+ * $smtp_generic_maps), or NULL.  Returns 1 with b filled, 0 when the
+ * message cannot be converted (*why_r: not MIME, 8-bit header fields, a
+ * broken or too large structure), -1 when the file cannot be read.
+ */
+int	smtp_mime_downgrade(int fd, off_t off, off_t size, const char *top,
+	    size_t toplen, struct smtp_body *b, const char **why_r);
 
 struct smtp_delivery {
 	struct smtp_settings *set;
@@ -240,10 +286,22 @@ struct smtp_delivery {
 	bool		 need_utf8;	/* SMTPUTF8 required */
 	bool		 need_utf8_known;
 	bool		 handshaken;	/* this session got past EHLO */
+	/* What the message looks like on the wire, worked out once for
+	 * all the sessions of the delivery (smtp_proto.c). */
+	bool		 body_known;
+	bool		 has_8bit;	/* 8-bit bytes, declared or not */
+	struct smtp_body body;		/* as stored (rewritten headers) */
+	off_t		 wire_size;	/* its size with CRLF (RFC 1870) */
+	int		 down_state;	/* 0 not tried, 1 planned, -1 no */
+	struct smtp_body down;		/* the 8BITMIME downgrade */
+	off_t		 down_size;
 	/* Timing for DONE. */
 	uint64_t	 start_ms;
 	uint64_t	 xfer_start_ms;	/* 0 until MAIL FROM was sent */
 };
+
+/* Free what smtp_proto.c worked out about the message. */
+void	smtp_delivery_free_body(struct smtp_delivery *d);
 
 /* What a session did, for smtp.c's choice of the next server. */
 enum smtp_session_result {

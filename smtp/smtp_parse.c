@@ -353,6 +353,102 @@ smtp_enc_finish(struct smtp_enc *e, struct buf *out)
 		(void)buf_append(out, ".\r\n", 3);
 }
 
+/* ---- quoted-printable ---- */
+
+/* Characters of an output line before a soft break: 75 plus the '='
+ * make the 76 of RFC 2045 §6.7 rule 5. */
+#define SMTP_QP_LINE	75
+
+void
+smtp_qp_init(struct smtp_qp *q)
+{
+	q->col = 0;
+	q->ws = -1;
+	q->cr = false;
+}
+
+/* One character, literal or as =XX, with a soft break before it when the
+ * line would get too long. */
+static void
+smtp_qp_put(struct smtp_qp *q, unsigned char c, bool literal,
+    struct buf *out)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	unsigned need = literal ? 1 : 3;
+
+	if (q->col + need > SMTP_QP_LINE) {
+		(void)buf_append(out, "=\n", 2);
+		q->col = 0;
+	}
+	if (literal)
+		(void)buf_append_char(out, (char)c);
+	else {
+		char x[3] = { '=', hex[c >> 4], hex[c & 15] };
+
+		(void)buf_append(out, x, 3);
+	}
+	q->col += need;
+}
+
+/* The held white space: literal when more text follows on its line,
+ * encoded when the line ends after it (rule 3). */
+static void
+smtp_qp_flush_ws(struct smtp_qp *q, bool eol, struct buf *out)
+{
+	if (q->ws >= 0)
+		smtp_qp_put(q, (unsigned char)q->ws, !eol, out);
+	q->ws = -1;
+}
+
+void
+smtp_qp_feed(struct smtp_qp *q, const char *in, size_t len, struct buf *out)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (q->cr) {
+			q->cr = false;
+			if (c == '\n') {
+				smtp_qp_flush_ws(q, true, out);
+				(void)buf_append_char(out, '\n');
+				q->col = 0;
+				continue;
+			}
+			smtp_qp_flush_ws(q, false, out);
+			smtp_qp_put(q, '\r', false, out);
+		}
+		if (c == '\r') {
+			q->cr = true;
+			continue;
+		}
+		if (c == '\n') {
+			smtp_qp_flush_ws(q, true, out);
+			(void)buf_append_char(out, '\n');
+			q->col = 0;
+			continue;
+		}
+		smtp_qp_flush_ws(q, false, out);
+		if (c == ' ' || c == '\t')
+			q->ws = c;
+		else
+			smtp_qp_put(q, c, c >= 33 && c <= 126 && c != '=',
+			    out);
+	}
+}
+
+void
+smtp_qp_finish(struct smtp_qp *q, struct buf *out)
+{
+	if (q->cr) {
+		smtp_qp_flush_ws(q, false, out);
+		smtp_qp_put(q, '\r', false, out);
+		q->cr = false;
+	}
+	smtp_qp_flush_ws(q, true, out);
+}
+
 /* ---- next hops ---- */
 
 static bool

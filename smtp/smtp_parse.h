@@ -116,6 +116,30 @@ void	smtp_enc_feed(struct smtp_enc *e, const char *in, size_t len,
 void	smtp_enc_finish(struct smtp_enc *e, struct buf *out);
 
 /*
+ * A streaming quoted-printable encoder (RFC 2045 §6.7) for the 8BITMIME
+ * downgrade (RFC 6152 §3): the body of a text part with LF (or CR LF)
+ * line ends in, the same lines encoded out, with LF line ends (the
+ * message encoder above makes them CRLF).  Printable ASCII but '=' is
+ * kept; other bytes become =XX; a space or tab is kept unless it ends a
+ * line (rule 3); lines longer than 76 characters get soft breaks (rule
+ * 5).  A CR not followed by LF is content (=0D).  Feeding in pieces of any
+ * size gives the same output.
+ */
+struct smtp_qp {
+	unsigned	 col;		/* characters on the output line */
+	int		 ws;		/* a held space or tab, or -1 */
+	bool		 cr;		/* a CR is held (LF may follow) */
+};
+
+void	smtp_qp_init(struct smtp_qp *q);
+void	smtp_qp_feed(struct smtp_qp *q, const char *in, size_t len,
+	    struct buf *out);
+/* After the last byte: the held CR and white space, encoded.  No line
+ * end is added (the body of a MIME part ends where its boundary line's
+ * CRLF begins). */
+void	smtp_qp_finish(struct smtp_qp *q, struct buf *out);
+
+/*
  * A next hop as qmgr gives it (doc/internals.md "Delivery: qmgr ->
  * smtp"): "example.com", "example.com:2525", "[mx.example.com]",
  * "[192.0.2.1]:587", "[2001:db8::1]:25".  Brackets mean no MX lookup.

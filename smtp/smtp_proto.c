@@ -425,9 +425,10 @@ smtp_read_headers(struct smtp_delivery *d, struct buf *b, size_t max)
 }
 
 /*
- * Does the message need SMTPUTF8 (RFC 6531)?  Only when the sender asked
- * for it and an address or a header actually holds UTF-8; a message
- * whose envelope and headers are ASCII goes to a server without
+ * Does the message need SMTPUTF8 (RFC 6531)?  An address in UTF-8
+ * always does (RFC 6531 §3.2: such an address cannot be given without
+ * it).  A header in UTF-8 does when the sender asked for SMTPUTF8; a
+ * message whose envelope and headers are ASCII goes to a server without
  * SMTPUTF8 unchanged, as with Postfix's smtputf8_autodetect.
  */
 static bool
@@ -436,8 +437,6 @@ smtp_need_utf8(struct smtp_delivery *d)
 	struct buf b;
 	size_t i, hlen;
 
-	if (!d->msg.smtputf8)
-		return false;
 	if (d->need_utf8_known)
 		return d->need_utf8;
 	d->need_utf8_known = true;
@@ -445,7 +444,7 @@ smtp_need_utf8(struct smtp_delivery *d)
 	for (i = 0; i < d->nrcpts && !d->need_utf8; i++)
 		d->need_utf8 = smtp_has_8bit(d->rcpts[i].out_addr,
 		    strlen(d->rcpts[i].out_addr));
-	if (!d->need_utf8) {
+	if (!d->need_utf8 && d->msg.smtputf8) {
 		buf_init(&b, 0);
 		hlen = smtp_read_headers(d, &b, SMTP_MAX_REWRITE_HEADERS);
 		/* Unreadable or huge: assume the worst. */
@@ -465,9 +464,13 @@ smtp_param_ok(const char *s)
 	return true;
 }
 
+/*
+ * MAIL FROM.  size: the bytes the server will receive (RFC 1870 §3),
+ * eight: the body that goes is 8-bit.
+ */
 static void
 smtp_mail_cmd(struct smtp_delivery *d, struct smtp_conn *c, bool utf8,
-    struct buf *out)
+    off_t size, bool eight, struct buf *out)
 {
 	const struct queue_msg *m = &d->msg;
 
@@ -475,8 +478,10 @@ smtp_mail_cmd(struct smtp_delivery *d, struct smtp_conn *c, bool utf8,
 	if (!c->esmtp)
 		goto end;
 	if (c->feat.flags & SMTP_FEAT_SIZE)
-		(void)buf_printf(out, " SIZE=%lld", (long long)m->msg_size);
-	if (m->body_8bit && (c->feat.flags & SMTP_FEAT_8BITMIME))
+		(void)buf_printf(out, " SIZE=%lld", (long long)size);
+	/* RFC 6152 §2: 8-bit content is declared, whether the client
+	 * declared it to us or not (local submissions often do not). */
+	if (eight && (c->feat.flags & SMTP_FEAT_8BITMIME))
 		(void)buf_append_str(out, " BODY=8BITMIME");
 	if (utf8)
 		(void)buf_append_str(out, " SMTPUTF8");
@@ -582,66 +587,215 @@ smtp_rewrite_headers(const char *hdr, size_t len, struct buf *out)
 	}
 }
 
-/* The message bytes as they go out: rewritten headers, then the file. */
+/* ---- the message as it goes out ---- */
+
+/* The stored message with $smtp_generic_maps applied to its header. */
+static void
+smtp_body_plain(struct smtp_delivery *d, struct smtp_body *b)
+{
+	struct buf hdr, pre;
+	off_t off = d->msg.msg_offset, end = off + d->msg.msg_size;
+	size_t hlen;
+
+	if (d->set->generic) {
+		buf_init(&hdr, 0);
+		buf_init(&pre, 0);
+		hlen = smtp_read_headers(d, &hdr, SMTP_MAX_REWRITE_HEADERS);
+		if (hlen > 0) {
+			smtp_rewrite_headers(hdr.data, hlen, &pre);
+			smtp_body_add(b, SMTP_SEG_TEXT, 0, 0, pre.data,
+			    pre.len);
+			off += (off_t)hlen;
+		}
+		buf_free(&pre);
+		buf_free(&hdr);
+	}
+	smtp_body_add(b, SMTP_SEG_FILE, off, end - off, NULL, 0);
+}
+
+/* Reads a struct smtp_body piece by piece. */
 struct smtp_src {
-	struct buf	 pre;		/* rewritten header block */
-	size_t		 prepos;
+	const struct smtp_body *b;
+	size_t		 seg;		/* current segment */
+	off_t		 pos;		/* bytes of it done */
 	int		 fd;
-	off_t		 off, end;
+	struct smtp_qp	 qp;
+	char		*chunk;
 };
 
 static void
-smtp_src_init(struct smtp_delivery *d, struct smtp_src *s)
+smtp_src_init(struct smtp_src *s, const struct smtp_body *b, int fd)
 {
-	struct buf hdr;
-	size_t hlen;
-
-	buf_init(&s->pre, 0);
-	s->prepos = 0;
-	s->fd = d->fd;
-	s->off = d->msg.msg_offset;
-	s->end = d->msg.msg_offset + d->msg.msg_size;
-	if (!d->set->generic)
-		return;
-	buf_init(&hdr, 0);
-	hlen = smtp_read_headers(d, &hdr, SMTP_MAX_REWRITE_HEADERS);
-	if (hlen > 0) {
-		smtp_rewrite_headers(hdr.data, hlen, &s->pre);
-		s->off += (off_t)hlen;
-	}
-	buf_free(&hdr);
+	memset(s, 0, sizeof(*s));
+	s->b = b;
+	s->fd = fd;
+	s->chunk = xmalloc(SMTP_READ_CHUNK);
+	smtp_qp_init(&s->qp);
 }
 
-/* Up to size bytes into dst; 0 at the end, -1 on a read error. */
-static ssize_t
-smtp_src_read(struct smtp_src *s, char *dst, size_t size)
+static void
+smtp_src_free(struct smtp_src *s)
 {
-	ssize_t n;
-
-	if (s->prepos < s->pre.len) {
-		n = (ssize_t)(s->pre.len - s->prepos < size ?
-		    s->pre.len - s->prepos : size);
-		memcpy(dst, s->pre.data + s->prepos, (size_t)n);
-		s->prepos += (size_t)n;
-		return n;
-	}
-	if (s->off >= s->end)
-		return 0;
-	if ((off_t)size > s->end - s->off)
-		size = (size_t)(s->end - s->off);
-	do
-		n = pread(s->fd, dst, size, s->off);
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
-		return -1;	/* the file is shorter than its record */
-	s->off += n;
-	return n;
+	free(s->chunk);
+	s->chunk = NULL;
 }
 
 static bool
 smtp_src_eof(const struct smtp_src *s)
 {
-	return s->prepos >= s->pre.len && s->off >= s->end;
+	return s->seg >= s->b->nsegs;
+}
+
+/*
+ * Append the next piece of the message (at most SMTP_READ_CHUNK bytes
+ * read, more when quoted-printable encoded) to out.  0, or -1 when the
+ * queue file is shorter than its record says.
+ */
+static int
+smtp_src_read(struct smtp_src *s, struct buf *out)
+{
+	const struct smtp_seg *g;
+	size_t want;
+	ssize_t n;
+
+	if (smtp_src_eof(s))
+		return 0;
+	g = &s->b->segs[s->seg];
+	if (g->kind == SMTP_SEG_TEXT) {
+		(void)buf_append(out, g->text, g->tlen);
+		s->seg++;
+		return 0;
+	}
+	want = g->len - s->pos < SMTP_READ_CHUNK ? (size_t)(g->len - s->pos) :
+	    SMTP_READ_CHUNK;
+	do
+		n = pread(s->fd, s->chunk, want, g->off + s->pos);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return -1;
+	if (g->kind == SMTP_SEG_QP)
+		smtp_qp_feed(&s->qp, s->chunk, (size_t)n, out);
+	else
+		(void)buf_append(out, s->chunk, (size_t)n);
+	s->pos += n;
+	if (s->pos >= g->len) {
+		if (g->kind == SMTP_SEG_QP) {
+			smtp_qp_finish(&s->qp, out);
+			smtp_qp_init(&s->qp);
+		}
+		s->seg++;
+		s->pos = 0;
+	}
+	return 0;
+}
+
+/*
+ * The size of b on the wire (RFC 1870 §3: CRLF line ends, without the
+ * dot-stuffing and the terminator of DATA), and whether its bytes hold
+ * 8-bit ones.  0, or -1 on a read error.
+ */
+static int
+smtp_body_measure(int fd, const struct smtp_body *b, off_t *size_r,
+    bool *eight_r)
+{
+	struct smtp_src src;
+	struct smtp_enc enc;
+	struct buf raw, out;
+	off_t size = 0;
+	int ret = 0;
+
+	smtp_src_init(&src, b, fd);
+	smtp_enc_init(&enc, false);
+	buf_init(&raw, 0);
+	buf_init(&out, 0);
+	*eight_r = false;
+	while (!smtp_src_eof(&src)) {
+		buf_reset(&raw);
+		if (smtp_src_read(&src, &raw) < 0) {
+			ret = -1;
+			break;
+		}
+		if (!*eight_r)
+			*eight_r = smtp_has_8bit(raw.data, raw.len);
+		buf_reset(&out);
+		smtp_enc_feed(&enc, raw.data, raw.len, &out);
+		size += (off_t)out.len;
+	}
+	buf_reset(&out);
+	smtp_enc_finish(&enc, &out);
+	size += (off_t)out.len;
+	*size_r = size;
+	buf_free(&raw);
+	buf_free(&out);
+	smtp_src_free(&src);
+	return ret;
+}
+
+/* Work out d->body, d->wire_size and d->has_8bit once.  0 or -1. */
+static int
+smtp_body_prepare(struct smtp_delivery *d)
+{
+	bool eight;
+
+	if (d->body_known)
+		return 0;
+	smtp_body_plain(d, &d->body);
+	if (smtp_body_measure(d->fd, &d->body, &d->wire_size, &eight) < 0) {
+		smtp_body_free(&d->body);
+		return -1;
+	}
+	d->has_8bit = eight || d->msg.body_8bit;
+	d->body_known = true;
+	return 0;
+}
+
+/*
+ * The body for a server without 8BITMIME: the downgraded one when the
+ * message can be converted (once), else the message as it is.  NULL on
+ * a read error.
+ */
+static const struct smtp_body *
+smtp_body_downgrade(struct smtp_delivery *d, off_t *size_r)
+{
+	const struct smtp_seg *top;
+	const char *why;
+	bool eight;
+	int r;
+
+	if (d->down_state == 0) {
+		top = d->body.nsegs > 0 && d->body.segs[0].kind ==
+		    SMTP_SEG_TEXT ? &d->body.segs[0] : NULL;
+		r = smtp_mime_downgrade(d->fd, d->msg.msg_offset,
+		    d->msg.msg_size, top != NULL ? top->text : NULL,
+		    top != NULL ? top->tlen : 0, &d->down, &why);
+		if (r < 0)
+			return NULL;
+		if (r > 0 && smtp_body_measure(d->fd, &d->down, &d->down_size,
+		    &eight) < 0) {
+			smtp_body_free(&d->down);
+			return NULL;
+		}
+		d->down_state = r > 0 ? 1 : -1;
+		if (r == 0)
+			log_info("%s: 8-bit message not converted for a server "
+			    "without 8BITMIME, sent as it is: %s", d->queue_id,
+			    why);
+	}
+	if (d->down_state > 0) {
+		*size_r = d->down_size;
+		return &d->down;
+	}
+	*size_r = d->wire_size;
+	return &d->body;
+}
+
+void
+smtp_delivery_free_body(struct smtp_delivery *d)
+{
+	smtp_body_free(&d->body);
+	smtp_body_free(&d->down);
+	d->body_known = false;
+	d->down_state = 0;
 }
 
 /*
@@ -651,25 +805,24 @@ smtp_src_eof(const struct smtp_src *s)
  */
 static int
 smtp_send_data(struct smtp_delivery *d, struct smtp_conn *c,
-    struct smtp_reply *r)
+    const struct smtp_body *b, struct smtp_reply *r)
 {
 	struct smtp_src src;
 	struct smtp_enc enc;
-	struct buf out;
-	char *chunk = xmalloc(SMTP_READ_CHUNK);
+	struct buf raw, out;
 	int ret = 0;
 
-	smtp_src_init(d, &src);
+	smtp_src_init(&src, b, d->fd);
 	smtp_enc_init(&enc, true);
+	buf_init(&raw, 0);
 	buf_init(&out, 0);
 	while (!smtp_src_eof(&src)) {
-		ssize_t n = smtp_src_read(&src, chunk, SMTP_READ_CHUNK);
-
-		if (n < 0) {
+		buf_reset(&raw);
+		if (smtp_src_read(&src, &raw) < 0) {
 			ret = -2;
 			goto out;
 		}
-		smtp_enc_feed(&enc, chunk, (size_t)n, &out);
+		smtp_enc_feed(&enc, raw.data, raw.len, &out);
 		if (out.len >= SMTP_READ_CHUNK &&
 		    smtp_conn_flush(c, &out, d->set->data_xfer_timeout) < 0) {
 			smtp_fail_io(d, c, "sending message body", false);
@@ -691,9 +844,9 @@ smtp_send_data(struct smtp_delivery *d, struct smtp_conn *c,
 		ret = -1;
 	}
 out:
-	free(chunk);
+	smtp_src_free(&src);
+	buf_free(&raw);
 	buf_free(&out);
-	buf_free(&src.pre);
 	return ret;
 }
 
@@ -704,29 +857,27 @@ out:
  */
 static int
 smtp_send_bdat(struct smtp_delivery *d, struct smtp_conn *c,
-    struct smtp_reply *r)
+    const struct smtp_body *b, struct smtp_reply *r)
 {
 	struct smtp_src src;
 	struct smtp_enc enc;
-	struct buf out, cmd;
-	char *chunk = xmalloc(SMTP_READ_CHUNK);
+	struct buf raw, out, cmd;
 	int ret = 0;
 	bool last = false;
 
-	smtp_src_init(d, &src);
+	smtp_src_init(&src, b, d->fd);
 	smtp_enc_init(&enc, false);
+	buf_init(&raw, 0);
 	buf_init(&out, 0);
 	buf_init(&cmd, 0);
 	while (!last) {
 		while (out.len < SMTP_BDAT_CHUNK && !smtp_src_eof(&src)) {
-			ssize_t n = smtp_src_read(&src, chunk,
-			    SMTP_READ_CHUNK);
-
-			if (n < 0) {
+			buf_reset(&raw);
+			if (smtp_src_read(&src, &raw) < 0) {
 				ret = -2;
 				goto out;
 			}
-			smtp_enc_feed(&enc, chunk, (size_t)n, &out);
+			smtp_enc_feed(&enc, raw.data, raw.len, &out);
 		}
 		if (smtp_src_eof(&src)) {
 			smtp_enc_finish(&enc, &out);
@@ -755,11 +906,26 @@ smtp_send_bdat(struct smtp_delivery *d, struct smtp_conn *c,
 			break;
 	}
 out:
-	free(chunk);
+	smtp_src_free(&src);
+	buf_free(&raw);
 	buf_free(&out);
 	buf_free(&cmd);
-	buf_free(&src.pre);
 	return ret;
+}
+
+/* The queue file is shorter than its records say: defer everything. */
+static void
+smtp_file_error(struct smtp_delivery *d)
+{
+	size_t i;
+
+	log_error("%s: cannot read the message from the queue file",
+	    d->queue_id);
+	smtp_delivery_fail(d, false, "4.3.0", NULL, "cannot read the "
+	    "message from the queue file");
+	for (i = 0; i < d->nrcpts; i++)
+		if (d->rcpts[i].status == SMTP_RCPT_PENDING)
+			d->rcpts[i].status = SMTP_RCPT_DEFER;
 }
 
 /* RSET after a transaction, so the session can go into the cache. */
@@ -778,35 +944,53 @@ smtp_transaction(struct smtp_delivery *d, struct smtp_conn **cp,
 	const struct smtp_settings *set = d->set;
 	bool pipe = c->esmtp && (c->feat.flags & SMTP_FEAT_PIPELINING);
 	bool bdat = c->esmtp && (c->feat.flags & SMTP_FEAT_CHUNKING);
+	bool has8bitmime = c->esmtp && (c->feat.flags & SMTP_FEAT_8BITMIME);
 	bool utf8 = false, ok;
+	const struct smtp_body *body;
+	off_t size;
 	struct buf out;
 	size_t i, nacc = 0, *order, norder = 0;
 	int ret;
 
 	/* What the server must support for this message. */
-	if (d->msg.smtputf8) {
+	if (d->msg.smtputf8 || smtp_need_utf8(d)) {
 		if (c->esmtp && (c->feat.flags & SMTP_FEAT_SMTPUTF8))
 			utf8 = true;
 		else if (smtp_need_utf8(d)) {
+			/* RFC 6531 §3.7.5: no downgrade is defined. */
 			smtp_delivery_fail(d, true, "5.6.7", c->relay,
 			    "SMTPUTF8 is required, but was not offered by "
 			    "host %s", c->hostip);
 			goto rset;
 		}
 	}
+	/* The bytes that go: as stored, or 7-bit for a server without
+	 * 8BITMIME (RFC 6152 §3; smtp_mime.c). */
+	if (smtp_body_prepare(d) < 0) {
+		smtp_file_error(d);
+		goto rset;
+	}
+	body = &d->body;
+	size = d->wire_size;
+	if (d->has_8bit && !has8bitmime &&
+	    (body = smtp_body_downgrade(d, &size)) == NULL) {
+		smtp_file_error(d);
+		goto rset;
+	}
 	if (c->esmtp && (c->feat.flags & SMTP_FEAT_SIZE) &&
 	    c->feat.size_max > 0 &&
-	    (unsigned long long)d->msg.msg_size > c->feat.size_max) {
+	    (unsigned long long)size > c->feat.size_max) {
 		smtp_delivery_fail(d, true, "5.3.4", c->relay, "message size "
 		    "%lld exceeds size limit %llu of server %s",
-		    (long long)d->msg.msg_size, c->feat.size_max, c->hostip);
+		    (long long)size, c->feat.size_max, c->hostip);
 		goto rset;
 	}
 
 	buf_init(&out, 0);
 	order = xreallocarray(NULL, d->nrcpts + 1, sizeof(*order));
 	d->xfer_start_ms = smtp_now_ms();
-	smtp_mail_cmd(d, c, utf8, &out);
+	smtp_mail_cmd(d, c, utf8, size, d->has_8bit && body == &d->body,
+	    &out);
 	if (!pipe) {
 		ret = smtp_conn_flush(c, &out, set->mail_timeout);
 		if (ret == 0)
@@ -877,7 +1061,7 @@ smtp_transaction(struct smtp_delivery *d, struct smtp_conn **cp,
 	if (bdat) {
 		if (nacc == 0)
 			goto rset_out;
-		ret = smtp_send_bdat(d, c, r);
+		ret = smtp_send_bdat(d, c, body, r);
 		if (ret == -2)
 			goto file_error;
 		if (ret < 0)
@@ -910,19 +1094,25 @@ smtp_transaction(struct smtp_delivery *d, struct smtp_conn **cp,
 			goto fail;
 		goto rset_out;
 	}
-	ret = smtp_send_data(d, c, r);
+	ret = smtp_send_data(d, c, body, r);
 	if (ret == -2)
 		goto file_error;
 	if (ret < 0)
 		goto fail;
 result:
 	if (r->code / 100 == 2) {
-		for (i = 0; i < d->nrcpts; i++)
-			if (d->rcpts[i].status == SMTP_RCPT_PENDING &&
-			    d->rcpts[i].accepted)
-				smtp_rcpt_set(&d->rcpts[i], SMTP_RCPT_SENT,
-				    smtp_reply_dsn(r), c->relay, "%s",
-				    buf_cstr(&r->text));
+		for (i = 0; i < d->nrcpts; i++) {
+			if (d->rcpts[i].status != SMTP_RCPT_PENDING ||
+			    !d->rcpts[i].accepted)
+				continue;
+			smtp_rcpt_set(&d->rcpts[i], SMTP_RCPT_SENT,
+			    smtp_reply_dsn(r), c->relay, "%s",
+			    buf_cstr(&r->text));
+			/* RFC 3461 §5.2.2: NOTIFY went on only to a server
+			 * that offers DSN; else qmgr says "relayed". */
+			d->rcpts[i].relayed = !(c->esmtp &&
+			    (c->feat.flags & SMTP_FEAT_DSN));
+		}
 	} else
 		smtp_fail_reply(d, c, r, bdat ? "BDAT" : "end of DATA",
 		    true);
@@ -950,13 +1140,7 @@ mail_failed:
 	smtp_fail_reply(d, c, r, "MAIL FROM", false);
 	goto fail;
 file_error:
-	log_error("%s: cannot read the message from the queue file",
-	    d->queue_id);
-	smtp_delivery_fail(d, false, "4.3.0", NULL, "cannot read the "
-	    "message from the queue file");
-	for (i = 0; i < d->nrcpts; i++)
-		if (d->rcpts[i].status == SMTP_RCPT_PENDING)
-			d->rcpts[i].status = SMTP_RCPT_DEFER;
+	smtp_file_error(d);
 fail:
 	free(order);
 	buf_free(&out);

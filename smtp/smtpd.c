@@ -150,6 +150,8 @@ smtpd_settings_load(void)
 	set->smtputf8 = cfg_get_bool("smtputf8_enable");
 	set->helo_required = cfg_get_bool("smtpd_helo_required");
 	set->local_at_accept = cfg_get_bool("local_delivery_at_accept");
+	set->in_flow_delay_ms =
+	    (uint64_t)cfg_get_time("in_flow_delay") * 1000;
 	set->mynetworks = netaddr_mynetworks(&error);
 	if (set->mynetworks == NULL) {
 		log_warning("mynetworks: %s: relaying only for local "

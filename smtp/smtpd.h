@@ -77,6 +77,7 @@ struct smtpd_settings {
 	bool		 smtputf8;
 	bool		 helo_required;
 	bool		 local_at_accept; /* local_delivery_at_accept */
+	uint64_t	 in_flow_delay_ms; /* in_flow_delay; 0 = off */
 	struct netaddr	*mynetworks;	/* terminated by family 0 */
 	/* local_recipient_maps, see smtpd_check.c */
 	struct smtpd_lrm *lrm;
@@ -471,6 +472,11 @@ int	smtpd_access_find_host(struct smtpd_access_map *am, const char *name,
 	    const char *ip, char **value_r);
 int	smtpd_access_find_mail(struct smtpd_access_map *am, const char *addr,
 	    char **value_r);
+/*
+ * The sendmail tag ("connect", "from", "to") of the lookups that follow,
+ * or NULL; it counts only with $sendmail_access_tags = yes.
+ */
+void	smtpd_access_map_tag(struct smtpd_access_map *am, const char *tag);
 /* Whether $parent_domain_matches_subdomains names param. */
 bool	smtpd_access_parent_style(const char *param);
 /* A quoted local part without quotes and backslashes; malloc'ed. */

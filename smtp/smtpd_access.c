@@ -2,13 +2,17 @@
  * smtpd_access: access(5) tables as the smtpd restrictions read them, and
  * the address facts the relay decision needs.
  *
+ *   - With $sendmail_access_tags, sendmail's tagged keys: the check sets
+ *     the tag of its lookups ("connect", "from", "to") and each key is
+ *     looked up with the tag ("from:user@example.com") before without.
  *   - Lookups in Postfix's order.  A mail address: user+ext@domain,
  *     user@domain, the domain and its parent domains, user+ext@, user@.
  *     A host name: the name and its parents.  An IP address: the address,
  *     then its networks with one field less each time (1.2.3.4, 1.2.3,
  *     1.2, 1; 2001:db8::1, 2001:db8:, 2001:db8, 2001).  Parent domains are
  *     looked up as "example.com" when $parent_domain_matches_subdomains
- *     names smtpd_access_maps (Postfix's default), else as ".example.com".
+ *     names smtpd_access_maps (Postfix's default), else as ".example.com";
+ *     ".example.com" matches subdomains in both cases.
  *   - What a table's answer means (OK, REJECT text, 4NN text, a list of
  *     restrictions, ...), parsed into a struct, not acted upon.
  *   - Where an address goes (Postfix's trivial-rewrite resolver): a local
@@ -46,6 +50,8 @@ struct smtpd_access_map {
 	struct map	*map;
 	uint64_t	 checked_ms;	/* last open or refresh */
 	bool		 parent_match;	/* "example.com" matches subdomains */
+	bool		 tags;		/* $sendmail_access_tags */
+	const char	*tag;		/* of the lookups under way, or NULL */
 };
 
 static uint64_t
@@ -75,6 +81,7 @@ smtpd_access_map_new(const char *spec)
 
 	am->spec = xstrdup(spec);
 	am->parent_match = smtpd_access_parent_style("smtpd_access_maps");
+	am->tags = cfg_get_bool("sendmail_access_tags");
 	/* Open now, so a missing table is reported at start, not at the
 	 * first client; a failure is retried at each use. */
 	am->map = map_open(spec, MAP_KIND_PLAIN, &error);
@@ -124,6 +131,12 @@ smtpd_access_map_get(struct smtpd_access_map *am)
 	return am->map;
 }
 
+void
+smtpd_access_map_tag(struct smtpd_access_map *am, const char *tag)
+{
+	am->tag = tag;
+}
+
 int
 smtpd_access_find(struct smtpd_access_map *am, const char *key,
     char **value_r)
@@ -137,6 +150,19 @@ smtpd_access_find(struct smtpd_access_map *am, const char *key,
 	/* Berkeley DB cannot hold the empty key (Postfix avoids it too). */
 	if (key[0] == '\0')
 		return 0;
+	/* sendmail's access file: "From:key" (etc.) before "key", so one
+	 * table can serve the client, sender and recipient checks. */
+	if (am->tags && am->tag != NULL) {
+		char *tkey = xasprintf("%s:%s", am->tag, key);
+
+		r = map_lookup(m, tkey, value_r);
+		if (r < 0)
+			log_warning("%s: lookup of \"%s\" failed", am->spec,
+			    tkey);
+		free(tkey);
+		if (r != 0)
+			return r;
+	}
 	r = map_lookup(m, key, value_r);
 	if (r < 0)
 		log_warning("%s: lookup of \"%s\" failed", am->spec, key);
@@ -177,6 +203,14 @@ smtpd_access_find_domain(struct smtpd_access_map *am, const char *domain,
 		if (*key == '\0' || (am->parent_match && *key == '.'))
 			continue;
 		r = smtpd_access_find(am, key, value_r);
+		/*
+		 * ".example.com" (subdomains only) is what Postfix reads
+		 * without smtpd_access_maps in parent_domain_matches_
+		 * subdomains; tutorials write it with the default too and
+		 * mean the same, so it matches in both settings.
+		 */
+		if (r == 0 && am->parent_match)
+			r = smtpd_access_find(am, p, value_r);
 	}
 	free(name);
 	return r;

@@ -44,10 +44,31 @@
  * accepted; smtpd_data.c writes the PREPEND headers above our Received:
  * header, smtpd_check_eod() carries out DISCARD and HOLD.
  *
- * Not implemented: restriction classes (smtpd_restriction_classes), the
- * check_*_mx/ns/a_access family, reject_unverified_*, permit_mx_backup,
- * client certificates (permit_tls_clientcerts never permits), and the
- * FILTER, REDIRECT and BCC table actions (logged, then ignored).
+ * Restriction classes (smtpd_restriction_classes): a name listed there is
+ * a parameter of the configuration file holding a list; the name may be
+ * used as a restriction in any list, in another class or as a table's
+ * answer, and is looked up when evaluated, so classes may name each
+ * other in any order (recursion is bounded as for table answers).
+ *
+ * Server checks (check_{client,helo,sender,recipient}_{mx,ns}_access,
+ * check_{client,reverse_client,helo,sender,recipient}_a_access): the MX
+ * hosts (a domain without MX is its own), the DNS servers (a name
+ * without NS records: its parent domains, nearest first) or the name
+ * itself are found in DNS, then each host name is looked up as
+ * check_client_access looks up a client name (not for _a_access), and
+ * each of its addresses as a client address.  An OK answer is refused
+ * for safety (logged, then DUNNO), as in Postfix: a spammer chooses his
+ * MX and NS records.  DNS trouble is logged and the check says DUNNO.
+ *
+ * reject_unverified_recipient / _sender: Postern verifies the addresses
+ * it delivers itself, from its tables (virtual aliases, local recipients
+ * and aliases, virtual mailboxes), without probes; an address that goes
+ * to another host is not verified (no probe through the outbound path)
+ * and passes.
+ *
+ * Not implemented: client certificates (permit_tls_clientcerts never
+ * permits), the FILTER, REDIRECT and BCC table actions (logged, then
+ * ignored), and address verification probes for remote addresses.
  */
 #include "config.h"
 
@@ -63,6 +84,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "cfg.h"
+#include "cfg_params.h"
 #include "dns.h"
 #include "log.h"
 #include "map.h"
@@ -116,7 +138,11 @@ enum smtpd_rtype {
 	R_RHSBL_REVERSE_CLIENT, R_RHSBL_HELO, R_RHSBL_SENDER, R_RHSBL_RCPT,
 	R_CHECK_CLIENT, R_CHECK_REVERSE_CLIENT, R_CHECK_HELO, R_CHECK_SENDER,
 	R_CHECK_RCPT, R_POLICY, R_LOGIN_MISMATCH, R_AUTH_LOGIN_MISMATCH,
-	R_UNAUTH_LOGIN_MISMATCH, R_KNOWN_LOGIN_MISMATCH, R_BAD
+	R_UNAUTH_LOGIN_MISMATCH, R_KNOWN_LOGIN_MISMATCH, R_CLASS,
+	R_PERMIT_MX_BACKUP, R_UNVERIFIED_RCPT, R_UNVERIFIED_SENDER,
+	R_CLIENT_MX, R_CLIENT_NS, R_CLIENT_A, R_REV_CLIENT_A, R_HELO_MX,
+	R_HELO_NS, R_HELO_A, R_SENDER_MX, R_SENDER_NS, R_SENDER_A, R_RCPT_MX,
+	R_RCPT_NS, R_RCPT_A, R_BAD
 };
 
 /* The element takes the next word as its argument. */
@@ -186,7 +212,35 @@ static const struct {
 	{ "reject_unauthenticated_sender_login_mismatch",
 	    R_UNAUTH_LOGIN_MISMATCH, 0 },
 	{ "reject_known_sender_login_mismatch", R_KNOWN_LOGIN_MISMATCH, 0 },
+	{ "permit_mx_backup", R_PERMIT_MX_BACKUP, 0 },
+	{ "reject_unverified_recipient", R_UNVERIFIED_RCPT, 0 },
+	{ "reject_unverified_sender", R_UNVERIFIED_SENDER, 0 },
+	{ "check_client_mx_access", R_CLIENT_MX, RF_MAP },
+	{ "check_client_ns_access", R_CLIENT_NS, RF_MAP },
+	{ "check_client_a_access", R_CLIENT_A, RF_MAP },
+	{ "check_reverse_client_a_access", R_REV_CLIENT_A, RF_MAP },
+	{ "check_helo_mx_access", R_HELO_MX, RF_MAP },
+	{ "check_helo_ns_access", R_HELO_NS, RF_MAP },
+	{ "check_helo_a_access", R_HELO_A, RF_MAP },
+	{ "check_sender_mx_access", R_SENDER_MX, RF_MAP },
+	{ "check_sender_ns_access", R_SENDER_NS, RF_MAP },
+	{ "check_sender_a_access", R_SENDER_A, RF_MAP },
+	{ "check_recipient_mx_access", R_RCPT_MX, RF_MAP },
+	{ "check_recipient_ns_access", R_RCPT_NS, RF_MAP },
+	{ "check_recipient_a_access", R_RCPT_A, RF_MAP },
 };
+
+/* Server checks: what DNS is asked about the checked name. */
+#define SERVERS_MX	'M'
+#define SERVERS_NS	'N'
+#define SERVERS_A	'A'
+/* Host names and addresses one server check looks up, at most. */
+#define SMTPD_CHECK_MAX_SERVERS	256
+/* Addresses of one server host we look up, at most. */
+#define SMTPD_CHECK_MAX_SERVER_ADDRS	16
+/* Server hosts whose addresses are looked up: each lookup may take a
+ * resolver timeout, and the session waits for all of them. */
+#define SMTPD_CHECK_MAX_SERVER_HOSTS	32
 
 struct smtpd_restriction {
 	enum smtpd_rtype type;
@@ -201,6 +255,12 @@ struct smtpd_rlist {
 	size_t		 n;
 };
 
+/* A restriction class: a name from smtpd_restriction_classes. */
+struct smtpd_rclass {
+	char		*name;
+	struct smtpd_rlist list;
+};
+
 /* One table of smtpd_sender_login_maps, opened at first use. */
 struct smtpd_slm_elem {
 	char		*spec;
@@ -209,6 +269,10 @@ struct smtpd_slm_elem {
 
 struct smtpd_restrictions {
 	struct smtpd_rlist client, helo, sender, relay, recipient, data, eod;
+	struct smtpd_rclass *classes;	/* smtpd_restriction_classes */
+	size_t		 nclasses;
+	struct netaddr	*mx_backup_nets; /* permit_mx_backup_networks, or
+					 * NULL: any domain */
 	struct smtpd_access_map **maps;	/* every table named, once */
 	size_t		 nmaps;
 	struct smtpd_policy_server **policies;
@@ -233,6 +297,9 @@ struct smtpd_restrictions {
 	int		 mul_rcpt_code, plaintext_code;
 	int		 local_rcpt_code, virt_alias_code, virt_mailbox_code;
 	int		 relay_rcpt_code;
+	int		 unv_rcpt_code, unv_sender_code;
+	int		 unv_rcpt_defer, unv_sender_defer;
+	char		*unv_rcpt_reason, *unv_sender_reason;
 };
 
 /* ---- per-session state: lookups under way and their answers ---- */
@@ -242,7 +309,8 @@ enum smtpd_async {
 	ASYNC_MAILHOST,		/* key: domain; MX, else A/AAAA */
 	ASYNC_HOST,		/* key: host name; A/AAAA, else MX */
 	ASYNC_POLICY,		/* key: endpoint LF request */
-	ASYNC_PTR		/* the client's name at connect */
+	ASYNC_PTR,		/* the client's name at connect */
+	ASYNC_SERVERS		/* key: "MX name", "NS name", "A name" */
 };
 
 struct smtpd_check_entry {
@@ -250,7 +318,8 @@ struct smtpd_check_entry {
 	char		*key;
 	bool		 per_command;	/* dropped when the command ends */
 	int		 status;	/* enum dns_status; policy: 0 / -1 */
-	char		**addrs;	/* RBL: the A records */
+	char		**addrs;	/* RBL: the A records; servers: "H pref
+					 * host" and "I address" lines */
 	char		*text;		/* RBL: TXT; policy: the action */
 };
 
@@ -555,14 +624,26 @@ smtpd_check_rs_policy(struct smtpd_restrictions *rs, const char *spec,
 	return ps;
 }
 
+static const struct smtpd_rclass *
+smtpd_check_class_find(const struct smtpd_restrictions *rs, const char *name)
+{
+	size_t i;
+
+	for (i = 0; rs != NULL && i < rs->nclasses; i++)
+		if (strcmp(rs->classes[i].name, name) == 0)
+			return &rs->classes[i];
+	return NULL;
+}
+
 /*
  * Compile the words of a list.  rs is NULL for a list from a table
  * answer: tables and policy servers are not allowed there (Postfix
- * refuses them too).  def_acl is the check a bare "type:name" element
- * stands for (R_BAD: none).
+ * refuses them too).  crs has the restriction class names.  def_acl is
+ * the check a bare "type:name" element stands for (R_BAD: none).
  */
 static void
-smtpd_check_compile(struct smtpd_restrictions *rs, char *const *words,
+smtpd_check_compile(struct smtpd_restrictions *rs,
+    const struct smtpd_restrictions *crs, char *const *words,
     const char *param, enum smtpd_rtype def_acl, struct smtpd_rlist *out,
     bool *relay_safe)
 {
@@ -584,6 +665,12 @@ smtpd_check_compile(struct smtpd_restrictions *rs, char *const *words,
 				flags = smtpd_rnames[j].flags;
 				break;
 			}
+		}
+		if (r->type == R_BAD && smtpd_check_class_find(crs, w) !=
+		    NULL) {
+			r->type = R_CLASS;
+			r->arg = xstrdup(w);
+			continue;
 		}
 		if (r->type == R_BAD && strchr(w, ':') != NULL &&
 		    def_acl != R_BAD) {
@@ -646,8 +733,55 @@ smtpd_check_load_list(struct smtpd_restrictions *rs, const char *param,
 		return;
 	}
 	words = cfg_get_list(param);
-	smtpd_check_compile(rs, words, param, def_acl, out, relay_safe);
+	smtpd_check_compile(rs, rs, words, param, def_acl, out, relay_safe);
 	cfg_list_free(&words);
+}
+
+/*
+ * smtpd_restriction_classes: the names first, so that lists and classes
+ * may use any class whatever the order.  A class the file does not
+ * define is a list that refuses with 451 4.3.5: a missing class must not
+ * let mail through that it was meant to refuse.
+ */
+static void
+smtpd_check_load_classes(struct smtpd_restrictions *rs)
+{
+	char **names = cfg_get_list("smtpd_restriction_classes");
+	char **words;
+	size_t n = strv_len(names), i, j;
+
+	rs->classes = xcalloc(n + 1, sizeof(*rs->classes));
+	for (i = 0; i < n; i++) {
+		bool builtin = false;
+
+		for (j = 0; j < sizeof(smtpd_rnames) / sizeof(smtpd_rnames[0]);
+		    j++)
+			if (str_case_eq(names[i], smtpd_rnames[j].name))
+				builtin = true;
+		if (builtin || strchr(names[i], ':') != NULL ||
+		    smtpd_check_class_find(rs, names[i]) != NULL) {
+			log_warning("smtpd_restriction_classes: \"%s\" is "
+			    "not usable as a class name", names[i]);
+			continue;
+		}
+		rs->classes[rs->nclasses++].name = xstrdup(names[i]);
+	}
+	cfg_list_free(&names);
+	for (i = 0; i < rs->nclasses; i++) {
+		struct smtpd_rclass *c = &rs->classes[i];
+		const char *value = cfg_get_user(c->name);
+
+		if (value == NULL) {
+			log_warning("restriction class %s is not defined in "
+			    "the configuration: it answers 451 4.3.5",
+			    c->name);
+			words = strv_split("_undefined_class_", " ");
+		} else
+			words = cfg_list_split(value);
+		smtpd_check_compile(rs, rs, words, c->name, R_BAD, &c->list,
+		    NULL);
+		strv_free(&words);
+	}
 }
 
 static void
@@ -684,6 +818,7 @@ smtpd_check_settings_load(struct smtpd_settings *set)
 		log_warning("DNS: %s", error != NULL ? error : "unusable");
 	rewrite_reset();
 
+	smtpd_check_load_classes(rs);
 	smtpd_check_load_list(rs, "smtpd_client_restrictions",
 	    R_CHECK_CLIENT, &rs->client, NULL);
 	smtpd_check_load_list(rs, "smtpd_helo_restrictions", R_CHECK_HELO,
@@ -767,6 +902,31 @@ smtpd_check_settings_load(struct smtpd_settings *set)
 	    smtpd_check_code("unknown_virtual_mailbox_reject_code");
 	rs->relay_rcpt_code =
 	    smtpd_check_code("unknown_relay_recipient_reject_code");
+	rs->unv_rcpt_code = smtpd_check_code("unverified_recipient_reject_code");
+	rs->unv_sender_code = smtpd_check_code("unverified_sender_reject_code");
+	rs->unv_rcpt_defer = smtpd_check_code("unverified_recipient_defer_code");
+	rs->unv_sender_defer = smtpd_check_code("unverified_sender_defer_code");
+	rs->unv_rcpt_reason = xstrdup(cfg_get(
+	    "unverified_recipient_reject_reason"));
+	rs->unv_sender_reason = xstrdup(cfg_get(
+	    "unverified_sender_reject_reason"));
+	list = cfg_get_list("permit_mx_backup_networks");
+	n = strv_len(list);
+	if (n > 0) {
+		size_t k = 0;
+
+		rs->mx_backup_nets = xcalloc(n + 1,
+		    sizeof(*rs->mx_backup_nets));
+		for (i = 0; i < n; i++) {
+			if (netaddr_parse(list[i], &rs->mx_backup_nets[k]) == 0)
+				k++;
+			else
+				log_warning("permit_mx_backup_networks: bad "
+				    "network \"%s\" (ignored)", list[i]);
+		}
+		rs->mx_backup_nets[k].family = 0;
+	}
+	cfg_list_free(&list);
 	set->restrictions = rs;
 }
 
@@ -786,6 +946,14 @@ smtpd_check_settings_free(struct smtpd_settings *set)
 	smtpd_check_rlist_free(&rs->recipient);
 	smtpd_check_rlist_free(&rs->data);
 	smtpd_check_rlist_free(&rs->eod);
+	for (i = 0; i < rs->nclasses; i++) {
+		smtpd_check_rlist_free(&rs->classes[i].list);
+		free(rs->classes[i].name);
+	}
+	free(rs->classes);
+	free(rs->mx_backup_nets);
+	free(rs->unv_rcpt_reason);
+	free(rs->unv_sender_reason);
 	for (i = 0; i < rs->nmaps; i++)
 		smtpd_access_map_free(&rs->maps[i]);
 	free(rs->maps);
@@ -991,6 +1159,107 @@ smtpd_check_work_ptr(struct smtpd_check_job *job)
 	job->name_status = PEER_OK;
 }
 
+/* Append one host and (up to a bound) its addresses as result lines. */
+static void
+smtpd_check_servers_host(char ***out, size_t *n, unsigned pref,
+    const char *host, struct smtpd_check_job *job)
+{
+	struct dns_addr *addrs = NULL;
+	const char *why = NULL;
+	enum dns_status st;
+	size_t count = 0, i;
+	char *line;
+
+	if (*n >= SMTPD_CHECK_MAX_SERVERS)
+		return;
+	line = xasprintf("H %u %s", pref, host);
+	strv_push(out, line);
+	free(line);
+	(*n)++;
+	st = dns_lookup_host(host, 0, &addrs, &count, &why);
+	if (st != DNS_OK) {
+		if (st != DNS_NOTFOUND && job->why[0] == '\0')
+			snprintf(job->why, sizeof(job->why), "unable to look "
+			    "up host %s: %s", host, why != NULL ? why :
+			    "lookup failed");
+		return;
+	}
+	for (i = 0; i < count && i < SMTPD_CHECK_MAX_SERVER_ADDRS &&
+	    *n < SMTPD_CHECK_MAX_SERVERS; i++) {
+		char text[INET6_ADDRSTRLEN];
+		const struct sockaddr *sa = (struct sockaddr *)&addrs[i].ss;
+		const void *a = sa->sa_family == AF_INET ?
+		    (const void *)&((const struct sockaddr_in *)sa)->sin_addr :
+		    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (inet_ntop(sa->sa_family, a, text, sizeof(text)) == NULL)
+			continue;
+		line = xasprintf("I %s", text);
+		strv_push(out, line);
+		free(line);
+		(*n)++;
+	}
+	free(addrs);
+}
+
+/*
+ * The servers of a name (ASYNC_SERVERS): MX hosts by preference (a domain
+ * without MX is its own, RFC 5321 §5.1), DNS servers (a name without NS
+ * records: its nearest parent that has some), or the name itself, each
+ * with its addresses.
+ */
+static void
+smtpd_check_work_servers(struct smtpd_check_job *job)
+{
+	const char *name = strchr(job->key, ' ') + 1, *why = NULL;
+	char **out = xcalloc(1, sizeof(*out)), **hosts = NULL;
+	struct dns_mx *mx = NULL;
+	enum dns_status st = DNS_OK;
+	size_t count = 0, n = 0, i;
+
+	switch (job->key[0]) {
+	case SERVERS_MX:
+		st = dns_lookup_mx(name, &mx, &count, &why);
+		if (st == DNS_OK) {
+			for (i = 0; i < count &&
+			    i < SMTPD_CHECK_MAX_SERVER_HOSTS; i++)
+				smtpd_check_servers_host(&out, &n, mx[i].pref,
+				    mx[i].host, job);
+			dns_mx_free(mx, count);
+		} else if (st == DNS_NOTFOUND) {
+			smtpd_check_servers_host(&out, &n, 0, name, job);
+			st = DNS_OK;
+		}
+		break;
+	case SERVERS_NS:
+		/* Labels are at least two bytes with their dot: the walk
+		 * to the top is bounded by the name's length. */
+		for (;;) {
+			st = dns_lookup_ns(name, &hosts, &why);
+			if (st != DNS_NOTFOUND || strchr(name, '.') == NULL)
+				break;
+			name = strchr(name, '.') + 1;
+		}
+		if (st == DNS_OK) {
+			for (i = 0; hosts[i] != NULL &&
+			    i < SMTPD_CHECK_MAX_SERVER_HOSTS; i++)
+				smtpd_check_servers_host(&out, &n, 0,
+				    hosts[i], job);
+			dns_strv_free(&hosts);
+		}
+		break;
+	default:
+		smtpd_check_servers_host(&out, &n, 0, name, job);
+		break;
+	}
+	if (st != DNS_OK && st != DNS_NOTFOUND && st != DNS_NULLMX)
+		snprintf(job->why, sizeof(job->why), "unable to look up %s "
+		    "host for %s: %s", job->key[0] == SERVERS_MX ? "MX" : "NS",
+		    name, why != NULL ? why : "lookup failed");
+	job->status = st;
+	job->addrs = out;
+}
+
 static void
 smtpd_check_work(void *ctx)
 {
@@ -1042,6 +1311,9 @@ smtpd_check_work(void *ctx)
 		break;
 	case ASYNC_PTR:
 		smtpd_check_work_ptr(job);
+		break;
+	case ASYNC_SERVERS:
+		smtpd_check_work_servers(job);
 		break;
 	}
 }
@@ -1863,7 +2135,8 @@ smtpd_eval_table_result(struct smtpd_eval *ev, const char *table,
 			return smtpd_eval_server_error(ev);
 		}
 		words = strv_split(value, ", \t");
-		smtpd_check_compile(NULL, words, table, R_BAD, &l, NULL);
+		smtpd_check_compile(NULL, ev->rs, words, table, R_BAD, &l,
+		    NULL);
 		strv_free(&words);
 		r = smtpd_check_list(ev, &l, reply_name, reply_class,
 		    def_acl);
@@ -2118,14 +2391,21 @@ smtpd_eval_rcpt_maps(struct smtpd_eval *ev)
 			return SC_DUNNO;
 		rc = rewrite_virtual_mailbox(r->addr, &path, &uid, &gid, &why);
 		free(path);
-		/* -1 also means an entry that local cannot use (a uid below
-		 * virtual_minimum_uid): the address is known, local defers
-		 * its delivery and says why, as Postfix's virtual does. */
-		if (rc == 0)
+		/* An entry that local cannot use (a uid below
+		 * virtual_minimum_uid) makes the address known: local
+		 * defers its delivery and says why, as Postfix's virtual
+		 * does.  A table we cannot read says nothing. */
+		if (rc == REWRITE_VMBOX_NOTFOUND)
 			return smtpd_eval_reject(ev, ev->rs->virt_mailbox_code,
 			    "5.1.1", "<%s>: %s rejected: User unknown in "
 			    "virtual mailbox table", addr,
 			    SMTPD_CLASS_RECIPIENT);
+		if (rc == REWRITE_VMBOX_TEMPFAIL) {
+			log_warning("virtual_mailbox_maps: %s: %s", addr,
+			    why != NULL ? why : "lookup failed");
+			return smtpd_eval_reject(ev, 451, "4.3.0",
+			    "<%s>: Temporary lookup failure", addr);
+		}
 		return SC_DUNNO;
 	}
 	case SMTPD_CLASS_RELAY: {
@@ -2207,7 +2487,9 @@ smtpd_eval_sender_maps(struct smtpd_eval *ev)
 		found = rewrite_virtual_mailbox(r->addr, &path, &uid, &gid,
 		    &why);
 		free(path);
-		if (found == 0)
+		if (found == REWRITE_VMBOX_UNUSABLE)
+			found = 1;	/* known, see smtpd_eval_rcpt_maps() */
+		if (found == REWRITE_VMBOX_NOTFOUND)
 			return smtpd_eval_reject(ev, ev->rs->virt_mailbox_code,
 			    "5.1.0", "<%s>: %s rejected: User unknown in "
 			    "virtual mailbox table", ev->sender,
@@ -2217,6 +2499,368 @@ smtpd_eval_sender_maps(struct smtpd_eval *ev)
 		return smtpd_eval_reject(ev, 451, "4.3.0",
 		    "<%s>: Temporary lookup failure", ev->sender);
 	return SC_DUNNO;
+}
+
+/* ---- server checks: check_*_{mx,ns,a}_access ---- */
+
+/* The name a server check asks DNS about: lower case, no final dot. */
+static char *
+smtpd_check_server_name(const char *name)
+{
+	char *t;
+
+	if (name == NULL || name[0] == '\0' || name[0] == '[' ||
+	    strcmp(name, "unknown") == 0)
+		return NULL;
+	t = str_lower(smtpd_check_strip_dot(name));
+	if (!smtpd_check_valid_hostname(t)) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* The domain of an address, for a server check; NULL: nothing to ask. */
+static char *
+smtpd_check_server_domain(const char *addr)
+{
+	const char *at;
+
+	if (addr == NULL || (at = strrchr(addr, '@')) == NULL)
+		return NULL;
+	return smtpd_check_server_name(at + 1);
+}
+
+/* One host or address of a server check: an OK is unavailable. */
+static int
+smtpd_eval_server_lookup(struct smtpd_eval *ev,
+    const struct smtpd_restriction *r, int found, char *value,
+    const char *reply_name, const char *reply_class)
+{
+	struct smtpd_access_action a;
+
+	if (found > 0) {
+		smtpd_access_parse(value, &a);
+		if (a.verb == SMTPD_ACCESS_OK) {
+			log_warning("access table %s: with %s specified, "
+			    "action %s is unavailable", r->arg, r->name,
+			    value);
+			free(value);
+			return SC_DUNNO;
+		}
+	}
+	return smtpd_eval_lookup(ev, r, found, value, reply_name,
+	    reply_class);
+}
+
+static int
+smtpd_eval_servers(struct smtpd_eval *ev, const struct smtpd_restriction *r,
+    char kind, char *name, const char *reply_name, const char *reply_class)
+{
+	const struct smtpd_check_entry *e;
+	char *key, *value;
+	bool failed;
+	size_t i;
+	int st = SC_DUNNO, found;
+
+	if (name == NULL)
+		return SC_DUNNO;
+	key = xasprintf("%s %s", kind == SERVERS_MX ? "MX" :
+	    kind == SERVERS_NS ? "NS" : "A", name);
+	free(name);
+	e = smtpd_check_async(ev, ASYNC_SERVERS, key, NULL, &failed);
+	free(key);
+	if (e == NULL)
+		return failed ? SC_DUNNO : SC_PENDING;
+	if (e->status != DNS_OK || e->addrs == NULL)
+		return SC_DUNNO;
+	for (i = 0; e->addrs[i] != NULL && st == SC_DUNNO; i++) {
+		const char *line = e->addrs[i];
+
+		value = NULL;
+		if (line[0] == 'H') {
+			/* _a_access: only the addresses count. */
+			if (kind == SERVERS_A)
+				continue;
+			found = smtpd_access_find_domain(r->map,
+			    strchr(line + 2, ' ') + 1, &value);
+		} else
+			found = smtpd_access_find_ip(r->map, line + 2, &value);
+		st = smtpd_eval_server_lookup(ev, r, found, value, reply_name,
+		    reply_class);
+	}
+	return st;
+}
+
+/* ---- permit_mx_backup ---- */
+
+static bool
+smtpd_check_addr_is_mine(const char *ip)
+{
+	char *lit = xasprintf(strchr(ip, ':') != NULL ? "[IPv6:%s]" : "[%s]",
+	    ip);
+	bool mine = addr_domain_is_local(lit);
+
+	free(lit);
+	return mine;
+}
+
+/*
+ * Postfix's permit_mx_backup: a destination of ours, or a domain for
+ * which this host is an MX host but not one of the best preference (a
+ * primary MX that accepts its own domain's mail only through this rule
+ * would loop).  With permit_mx_backup_networks, some address of a
+ * primary MX host must be in those networks.
+ */
+static int
+smtpd_eval_mx_backup(struct smtpd_eval *ev)
+{
+	const struct smtpd_access_route *r = smtpd_eval_rroute(ev);
+	const struct smtpd_check_entry *e;
+	bool failed, mine = false, primary_mine = false, nets_ok;
+	unsigned best = 0, pref = 0;
+	const char *at;
+	char *key;
+	size_t i;
+
+	if (!ev->rs->route.untrusted_routing && r->routed)
+		return SC_DUNNO;
+	if (smtpd_class_final(r->cls) || r->cls == SMTPD_CLASS_RELAY)
+		return SC_OK;
+	if (r->domain[0] == '\0' || r->domain[0] == '[' ||
+	    !smtpd_check_valid_hostname(r->domain))
+		return SC_DUNNO;
+	/* A local part with routing operators would be routed again by
+	 * the primary: an uncertain destination (user%other@backup). */
+	at = strrchr(r->addr, '@');
+	if (at != NULL && strcspn(r->addr, "@%!") < (size_t)(at - r->addr))
+		return SC_DUNNO;
+	key = xasprintf("MX %s", r->domain);
+	e = smtpd_check_async(ev, ASYNC_SERVERS, key, NULL, &failed);
+	free(key);
+	if (e == NULL)
+		return failed ? SC_DUNNO : SC_PENDING;
+	if (e->status == DNS_TEMPFAIL)
+		return smtpd_eval_defer_if(&ev->dip, 450, "4.4.4",
+		    "<%s>: %s rejected: Unable to look up mail exchanger "
+		    "information", ev->recipient, SMTPD_CLASS_RECIPIENT);
+	if (e->status != DNS_OK || e->addrs == NULL || e->addrs[0] == NULL)
+		return SC_DUNNO;
+	best = (unsigned)strtoul(e->addrs[0] + 2, NULL, 10);
+	nets_ok = ev->rs->mx_backup_nets == NULL;
+	for (i = 0; e->addrs[i] != NULL; i++) {
+		const char *line = e->addrs[i];
+		struct netaddr n;
+
+		if (line[0] == 'H') {
+			pref = (unsigned)strtoul(line + 2, NULL, 10);
+			continue;
+		}
+		if (smtpd_check_addr_is_mine(line + 2)) {
+			mine = true;
+			if (pref == best)
+				primary_mine = true;
+		}
+		if (pref == best && !nets_ok &&
+		    netaddr_parse_host(line + 2, &n) == 0 &&
+		    netaddr_list_match(ev->rs->mx_backup_nets, &n))
+			nets_ok = true;
+	}
+	if (!mine || primary_mine || !nets_ok)
+		return SC_DUNNO;
+	return SC_OK;
+}
+
+/* ---- reject_unverified_recipient / _sender ---- */
+
+/* What verification found out about an address. */
+enum smtpd_verify {
+	VERIFY_OK,		/* we deliver it */
+	VERIFY_BOUNCE,		/* undeliverable: why says so */
+	VERIFY_TEMP,		/* a table could not be read */
+	VERIFY_REMOTE		/* another host's: not verified */
+};
+
+/*
+ * The verdict on one address from our own tables, as a probe through
+ * our delivery agents would find it (their bounce texts).  *why_r gets a
+ * malloc'ed text for VERIFY_BOUNCE and VERIFY_TEMP.
+ */
+static enum smtpd_verify
+smtpd_check_verify_one(struct smtpd_eval *ev, const char *addr, char **why_r)
+{
+	struct smtpd_access_route r;
+	enum smtpd_verify v = VERIFY_REMOTE;
+	const char *why = NULL;
+	char *path = NULL;
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	smtpd_access_resolve(addr, &ev->rs->route, &r);
+	switch (r.cls) {
+	case SMTPD_CLASS_LOCAL: {
+		char *quoted, *domain, *local;
+
+		addr_split(r.addr, &quoted, &domain);
+		local = smtpd_access_unquote(quoted);
+		if (str_case_eq(local, "postmaster") ||
+		    str_case_eq(local, "MAILER-DAEMON"))
+			rc = 1;
+		else
+			rc = smtpd_check_local(ev->s->set->lrm, local, domain);
+		if (rc == 0)
+			*why_r = xasprintf("unknown user: \"%s\"", local);
+		else if (rc < 0)
+			*why_r = xstrdup("local recipient lookup failed");
+		v = rc > 0 ? VERIFY_OK : rc == 0 ? VERIFY_BOUNCE : VERIFY_TEMP;
+		free(quoted);
+		free(domain);
+		free(local);
+		break;
+	}
+	case SMTPD_CLASS_VIRTUAL_MAILBOX:
+		if (cfg_get("virtual_mailbox_maps")[0] == '\0') {
+			v = VERIFY_OK;
+			break;
+		}
+		rc = rewrite_virtual_mailbox(r.addr, &path, &uid, &gid, &why);
+		free(path);
+		if (rc == REWRITE_VMBOX_NOTFOUND) {
+			*why_r = xasprintf("unknown user: \"%s\"", r.addr);
+			v = VERIFY_BOUNCE;
+		} else if (rc == REWRITE_VMBOX_TEMPFAIL) {
+			*why_r = xasprintf("virtual mailbox lookup failed: %s",
+			    why != NULL ? why : "table unusable");
+			v = VERIFY_TEMP;
+		} else
+			v = VERIFY_OK;	/* an unusable entry defers */
+		break;
+	case SMTPD_CLASS_VIRTUAL_ALIAS:
+		/* Left unexpanded by rewrite_recipient(): no entry. */
+		*why_r = xstrdup("User unknown in virtual alias table");
+		v = VERIFY_BOUNCE;
+		break;
+	default:
+		break;
+	}
+	smtpd_access_route_free(&r);
+	return v;
+}
+
+/*
+ * Verify an address: virtual aliases first (an "error:" entry bounces),
+ * then every address it expands to.  It is deliverable when one of them
+ * is; it bounces when all of them do.
+ */
+static enum smtpd_verify
+smtpd_check_verify(struct smtpd_eval *ev, const char *addr, char **why_r)
+{
+	enum smtpd_verify v, res = VERIFY_BOUNCE;
+	const char *why = NULL;
+	char **addrs = NULL, *w;
+	size_t i;
+	int rc;
+
+	*why_r = NULL;
+	rc = rewrite_recipient(addr, &addrs, &why);
+	if (rc < 0) {
+		*why_r = xstrdup(why != NULL ? why : "lookup failed");
+		return VERIFY_TEMP;
+	}
+	if (rc == 0) {
+		/* "550 5.1.1 text": the text. */
+		const char *t = why != NULL ? why : "";
+		char dsn[16];
+
+		if (strlen(t) > 4 && strspn(t, "0123456789") == 3)
+			t += 4;
+		t = smtpd_access_dsn_split(t, "5.1.1", dsn, sizeof(dsn));
+		while (*t == ' ')
+			t++;
+		*why_r = xstrdup(*t != '\0' ? t : "undeliverable address");
+		return VERIFY_BOUNCE;
+	}
+	for (i = 0; addrs[i] != NULL; i++) {
+		w = NULL;
+		v = smtpd_check_verify_one(ev, addrs[i], &w);
+		if (v == VERIFY_OK) {
+			free(w);
+			res = VERIFY_OK;
+			break;
+		}
+		/* Any temporary trouble or remote address outranks a bounce;
+		 * the first reason is kept. */
+		if (v != VERIFY_BOUNCE && res == VERIFY_BOUNCE) {
+			free(*why_r);
+			*why_r = w;
+			res = v;
+			continue;
+		}
+		if (v == VERIFY_BOUNCE && res == VERIFY_BOUNCE &&
+		    *why_r == NULL) {
+			*why_r = w;
+			continue;
+		}
+		free(w);
+	}
+	strv_free(&addrs);
+	if (res == VERIFY_OK || res == VERIFY_REMOTE) {
+		free(*why_r);
+		*why_r = NULL;
+	}
+	return res;
+}
+
+static int
+smtpd_eval_unverified(struct smtpd_eval *ev, bool sender)
+{
+	const struct smtpd_restrictions *rs = ev->rs;
+	const char *addr = sender ? ev->sender : ev->recipient;
+	const char *cls = sender ? SMTPD_CLASS_SENDER : SMTPD_CLASS_RECIPIENT;
+	const char *reason = sender ? rs->unv_sender_reason :
+	    rs->unv_rcpt_reason;
+	static bool remote_logged;
+	enum smtpd_verify v;
+	char *why = NULL;
+	int st = SC_DUNNO, code;
+
+	if (addr == NULL || addr[0] == '\0')
+		return SC_DUNNO;
+	v = smtpd_check_verify(ev, addr, &why);
+	switch (v) {
+	case VERIFY_OK:
+		break;
+	case VERIFY_REMOTE:
+		if (!remote_logged) {
+			log_info("reject_unverified_%s: addresses of other "
+			    "hosts are not probed; they pass", sender ?
+			    "sender" : "recipient");
+			remote_logged = true;
+		}
+		break;
+	case VERIFY_BOUNCE:
+		code = sender ? rs->unv_sender_code : rs->unv_rcpt_code;
+		if (reason[0] != '\0')
+			st = smtpd_eval_reject(ev, code, sender ? "5.1.7" :
+			    "5.1.1", "<%s>: %s rejected: %s", addr, cls,
+			    reason);
+		else
+			st = smtpd_eval_reject(ev, code, sender ? "5.1.7" :
+			    "5.1.1", "<%s>: %s rejected: unverified address: "
+			    "%s", addr, cls, why);
+		break;
+	case VERIFY_TEMP:
+		/* Postfix's default unverified_*_tempfail_action. */
+		log_warning("address verification of %s: %s", addr, why);
+		st = smtpd_eval_defer_if(&ev->dip, sender ?
+		    rs->unv_sender_defer : rs->unv_rcpt_defer, "4.1.1",
+		    "<%s>: %s rejected: unverified address: Address "
+		    "verification in progress", addr, cls);
+		break;
+	}
+	free(why);
+	return st;
 }
 
 /* ---- the policy request ---- */
@@ -2346,14 +2990,31 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 			return SC_DUNNO;
 		if (netaddr_list_match(s->set->mynetworks, &s->naddr))
 			return SC_OK;
-		/* Tables in mynetworks: the client's address, then its
-		 * name; any value means "trusted". */
+		/* Tables in mynetworks: the client's address (and its
+		 * networks), then its name (and its parent domains), as
+		 * access(5) reads them.  Postfix trusts any value; the
+		 * tutorials name their access table here ("av.com REJECT"
+		 * next to "192.168.1 OK"), so a refusing or DUNNO value
+		 * does not trust. */
 		for (i = 0; i < rs->nmynet_maps; i++) {
-			found = smtpd_access_find(rs->mynet_maps[i], s->addr,
-			    &value);
+			struct smtpd_access_action a;
+
+			found = smtpd_access_find_ip(rs->mynet_maps[i],
+			    s->addr, &value);
 			if (found == 0 && strcmp(s->name, "unknown") != 0)
-				found = smtpd_access_find(rs->mynet_maps[i],
-				    s->name, &value);
+				found = smtpd_access_find_domain(
+				    rs->mynet_maps[i], s->name, &value);
+			if (found > 0) {
+				smtpd_access_parse(value, &a);
+				if (a.verb == SMTPD_ACCESS_REJECT ||
+				    a.verb == SMTPD_ACCESS_DEFER ||
+				    a.verb == SMTPD_ACCESS_CODE ||
+				    a.verb == SMTPD_ACCESS_DUNNO ||
+				    a.verb == SMTPD_ACCESS_DEFER_IF_PERMIT ||
+				    a.verb == SMTPD_ACCESS_DEFER_IF_REJECT ||
+				    a.verb == SMTPD_ACCESS_DISCARD)
+					found = 0;
+			}
 			free(value);
 			value = NULL;
 			if (found > 0)
@@ -2497,15 +3158,19 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 	case R_CHECK_CLIENT:
 		if (s->local)
 			return SC_DUNNO;
+		smtpd_access_map_tag(r->map, "connect");
 		found = smtpd_access_find_host(r->map, s->name,
 		    s->naddr.family != 0 ? s->addr : NULL, &value);
+		smtpd_access_map_tag(r->map, NULL);
 		return smtpd_eval_lookup(ev, r, found, value, ev->namaddr,
 		    CLASS_CLIENT);
 	case R_CHECK_REVERSE_CLIENT:
 		if (s->local)
 			return SC_DUNNO;
+		smtpd_access_map_tag(r->map, "connect");
 		found = smtpd_access_find_host(r->map, cs->reverse_name,
 		    s->naddr.family != 0 ? s->addr : NULL, &value);
+		smtpd_access_map_tag(r->map, NULL);
 		return smtpd_eval_lookup(ev, r, found, value,
 		    cs->reverse_name != NULL ? cs->reverse_name : "unknown",
 		    CLASS_REV_CLIENT);
@@ -2518,11 +3183,13 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 	case R_CHECK_SENDER:
 		if (ev->sender == NULL)
 			return SC_DUNNO;
+		smtpd_access_map_tag(r->map, "from");
 		if (ev->sender[0] == '\0')
 			found = smtpd_access_find(r->map, rs->null_key, &value);
 		else
 			found = smtpd_access_find_mail(r->map,
 			    smtpd_eval_sroute(ev)->addr, &value);
+		smtpd_access_map_tag(r->map, NULL);
 		return smtpd_eval_lookup(ev, r, found, value, ev->sender,
 		    SMTPD_CLASS_SENDER);
 	case R_CHECK_RCPT: {
@@ -2530,8 +3197,10 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 
 		if (ev->recipient == NULL)
 			return SC_DUNNO;
+		smtpd_access_map_tag(r->map, "to");
 		found = smtpd_access_find_mail(r->map,
 		    smtpd_eval_rroute(ev)->addr, &value);
+		smtpd_access_map_tag(r->map, NULL);
 		st = smtpd_eval_lookup(ev, r, found, value, ev->recipient,
 		    SMTPD_CLASS_RECIPIENT);
 		/* A routed recipient is too suspicious for an OK. */
@@ -2550,6 +3219,71 @@ smtpd_check_one(struct smtpd_eval *ev, const struct smtpd_restriction *r,
 		return smtpd_eval_login(ev, false, false, true);
 	case R_KNOWN_LOGIN_MISMATCH:
 		return smtpd_eval_login(ev, true, true, true);
+	case R_CLASS: {
+		const struct smtpd_rclass *c = smtpd_check_class_find(rs,
+		    r->arg);
+
+		if (c == NULL)
+			return smtpd_eval_server_error(ev);
+		if (ev->recursion > SMTPD_CHECK_MAX_RECURSION) {
+			log_warning("restriction class %s causes unreasonable "
+			    "recursion", r->arg);
+			return smtpd_eval_server_error(ev);
+		}
+		return smtpd_check_list(ev, &c->list, reply_name, reply_class,
+		    R_BAD);
+	}
+	case R_PERMIT_MX_BACKUP:
+		if (ev->recipient == NULL)
+			return SC_DUNNO;
+		return smtpd_eval_mx_backup(ev);
+	case R_UNVERIFIED_RCPT:
+		return smtpd_eval_unverified(ev, false);
+	case R_UNVERIFIED_SENDER:
+		return smtpd_eval_unverified(ev, true);
+	case R_CLIENT_MX:
+	case R_CLIENT_NS:
+	case R_CLIENT_A:
+		if (s->local)
+			return SC_DUNNO;
+		return smtpd_eval_servers(ev, r, r->type == R_CLIENT_MX ?
+		    SERVERS_MX : r->type == R_CLIENT_NS ? SERVERS_NS :
+		    SERVERS_A, smtpd_check_server_name(s->name), ev->namaddr,
+		    CLASS_CLIENT);
+	case R_REV_CLIENT_A:
+		if (s->local)
+			return SC_DUNNO;
+		return smtpd_eval_servers(ev, r, SERVERS_A,
+		    smtpd_check_server_name(cs->reverse_name),
+		    cs->reverse_name != NULL ? cs->reverse_name : "unknown",
+		    CLASS_REV_CLIENT);
+	case R_HELO_MX:
+	case R_HELO_NS:
+	case R_HELO_A:
+		if (ev->helo == NULL)
+			return SC_DUNNO;
+		return smtpd_eval_servers(ev, r, r->type == R_HELO_MX ?
+		    SERVERS_MX : r->type == R_HELO_NS ? SERVERS_NS :
+		    SERVERS_A, smtpd_check_server_name(ev->helo), ev->helo,
+		    CLASS_HELO);
+	case R_SENDER_MX:
+	case R_SENDER_NS:
+	case R_SENDER_A:
+		if (ev->sender == NULL || ev->sender[0] == '\0')
+			return SC_DUNNO;
+		return smtpd_eval_servers(ev, r, r->type == R_SENDER_MX ?
+		    SERVERS_MX : r->type == R_SENDER_NS ? SERVERS_NS :
+		    SERVERS_A, smtpd_check_server_domain(ev->sender),
+		    ev->sender, SMTPD_CLASS_SENDER);
+	case R_RCPT_MX:
+	case R_RCPT_NS:
+	case R_RCPT_A:
+		if (ev->recipient == NULL)
+			return SC_DUNNO;
+		return smtpd_eval_servers(ev, r, r->type == R_RCPT_MX ?
+		    SERVERS_MX : r->type == R_RCPT_NS ? SERVERS_NS :
+		    SERVERS_A, smtpd_check_server_domain(ev->recipient),
+		    ev->recipient, SMTPD_CLASS_RECIPIENT);
 	case R_BAD:
 		log_warning("unknown smtpd restriction: \"%s\"", r->name);
 		return smtpd_eval_server_error(ev);

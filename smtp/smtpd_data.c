@@ -34,6 +34,15 @@
  * If local delivered every recipient durably, the file is removed and
  * 250 sent; otherwise a D record is added for each recipient it delivered
  * and the file is committed as above, so qmgr does only the rest.
+ *
+ * Flow control (in_flow_delay, as in Postfix): before a message is
+ * committed into incoming/, smtpd takes a token from the FIFO
+ * private/flow that qmgr fills as it takes messages in (qmgr.c).  With
+ * no token there, the session waits up to in_flow_delay for one, then
+ * commits all the same: a queue that falls behind slows the senders down
+ * instead of growing without bound, and mail is never refused for it.  A
+ * message delivered whole at accept never enters the queue and takes no
+ * token.
  */
 #include "config.h"
 
@@ -41,6 +50,7 @@
 #include <sys/types.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -114,6 +124,116 @@ smtpd_pool_submit(struct smtpd_session *s, struct queue_writer *qw)
 	job->session = s;
 	job->qw = qw;
 	workpool_submit(smtpd_pool, smtpd_pool_work, smtpd_pool_done, job);
+}
+
+/* ---- flow control: tokens from qmgr ---- */
+
+/* A session waiting for a token (in arrival order). */
+struct smtpd_flow_wait {
+	struct smtpd_session	*session;
+	struct queue_writer	*qw;
+	struct timer		*timer;
+	struct smtpd_flow_wait	*next;
+};
+
+static int smtpd_flow_fd = -1;
+static struct io *smtpd_flow_io;
+static struct smtpd_flow_wait *smtpd_flow_head, **smtpd_flow_tail =
+    &smtpd_flow_head;
+
+/*
+ * Take one token; false when there is none now.  The FIFO is opened when
+ * first needed (qmgr creates it and never removes it, so a qmgr restart
+ * keeps us connected); read-write so that opening never blocks and a
+ * missing writer is not end of file.
+ */
+static bool
+smtpd_flow_get(const char *queue_dir)
+{
+	char c, *path;
+
+	if (smtpd_flow_fd < 0) {
+		path = xasprintf("%s/private/flow", queue_dir);
+		smtpd_flow_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		free(path);
+		if (smtpd_flow_fd < 0)
+			return true;	/* no qmgr yet: no flow control */
+	}
+	return read(smtpd_flow_fd, &c, 1) == 1;
+}
+
+static void
+smtpd_flow_unlink(struct smtpd_flow_wait *w)
+{
+	struct smtpd_flow_wait **pp;
+
+	for (pp = &smtpd_flow_head; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	smtpd_flow_tail = &smtpd_flow_head;
+	while (*smtpd_flow_tail != NULL)
+		smtpd_flow_tail = &(*smtpd_flow_tail)->next;
+	if (smtpd_flow_head == NULL && smtpd_flow_io != NULL)
+		io_set_events(smtpd_flow_io, 0);
+}
+
+static void
+smtpd_flow_release(struct smtpd_flow_wait *w)
+{
+	smtpd_flow_unlink(w);
+	timer_remove(&w->timer);
+	smtpd_pool_submit(w->session, w->qw);
+	free(w);
+}
+
+/* in_flow_delay is over: commit without a token. */
+static void
+smtpd_flow_timeout(void *ctx)
+{
+	struct smtpd_flow_wait *w = ctx;
+
+	w->timer = NULL;
+	smtpd_flow_release(w);
+}
+
+/* Tokens arrived: one for each waiting session, oldest first. */
+static void
+smtpd_flow_ready(int fd, int events, void *ctx)
+{
+	char c;
+
+	(void)events;
+	(void)ctx;
+	while (smtpd_flow_head != NULL && read(fd, &c, 1) == 1)
+		smtpd_flow_release(smtpd_flow_head);
+}
+
+/* Commit qw for s now, or once a token or in_flow_delay has passed. */
+static void
+smtpd_flow_commit(struct smtpd_session *s, struct queue_writer *qw)
+{
+	struct smtpd_flow_wait *w;
+
+	/* Sessions already waiting come first. */
+	if (s->set->in_flow_delay_ms == 0 || (smtpd_flow_head == NULL &&
+	    smtpd_flow_get(s->set->queue_dir))) {
+		smtpd_pool_submit(s, qw);
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->session = s;
+	w->qw = qw;
+	w->timer = timer_add(s->set->in_flow_delay_ms, smtpd_flow_timeout, w);
+	*smtpd_flow_tail = w;
+	smtpd_flow_tail = &w->next;
+	if (smtpd_flow_io == NULL)
+		smtpd_flow_io = io_add(smtpd_flow_fd, IOLOOP_READ,
+		    smtpd_flow_ready, NULL);
+	else
+		io_set_events(smtpd_flow_io, IOLOOP_READ);
 }
 
 /* ---- dates ---- */
@@ -742,7 +862,7 @@ smtpd_data_commit(struct smtpd_session *s)
 
 	s->txn->qw = NULL;
 	smtpd_session_enter_state(s, SMTPD_STATE_COMMIT);
-	smtpd_pool_submit(s, qw);
+	smtpd_flow_commit(s, qw);
 }
 
 /* local's answer (from the loop; a session that ended cancelled it). */

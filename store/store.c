@@ -512,10 +512,24 @@ store_mailbox_expunge_uids(struct store_mailbox *mb, const uint32_t *uids,
 		*error_r = store_error(&mb->error, "Mailbox is read-only");
 		return -1;
 	}
+	store_quota_expunging(mb, uids, count);	/* maildirsize */
 	return mb->be->expunge_uids(mb, uids, count, error_r);
 }
 
 /* ---- views ---- */
+
+static bool
+store_in_block(const char *block, size_t len, const char *p)
+{
+	return block != NULL && p >= block && p < block + len;
+}
+
+void
+store_view_name_free(struct store_mailbox *mb, char *name)
+{
+	if (!store_in_block(mb->names, mb->names_len, name))
+		free(name);
+}
 
 void
 store_view_clear(struct store_mailbox *mb)
@@ -523,9 +537,12 @@ store_view_clear(struct store_mailbox *mb)
 	uint32_t i;
 
 	for (i = 0; i < mb->count; i++) {
-		free(mb->priv[i].name);
+		store_view_name_free(mb, mb->priv[i].name);
 		free(mb->priv[i].key);
 	}
+	free(mb->names);
+	mb->names = NULL;
+	mb->names_len = 0;
 	mb->count = 0;
 	mb->recent = 0;
 }
@@ -597,6 +614,8 @@ store_view_install(struct store_mailbox *mb, struct store_msg *msgs,
 {
 	struct store_msg *old = mb->msgs;
 	struct store_msg_priv *old_priv = mb->priv;
+	char *old_names = mb->names;
+	size_t old_names_len = mb->names_len;
 	uint32_t old_count = mb->count, i, j, *gone, ngone = 0;
 	bool reset = mb->view_uidvalidity != 0 &&
 	    mb->view_uidvalidity != mb->map.uidvalidity;
@@ -619,6 +638,10 @@ store_view_install(struct store_mailbox *mb, struct store_msg *msgs,
 	mb->priv = priv;
 	mb->count = count;
 	mb->cap = count;
+	mb->names = mb->names_next;
+	mb->names_len = mb->names_next_len;
+	mb->names_next = NULL;
+	mb->names_next_len = 0;
 	mb->recent = 0;
 	for (i = 0; i < count; i++) {
 		if ((msgs[i].flags & STORE_RECENT) != 0)
@@ -646,9 +669,12 @@ store_view_install(struct store_mailbox *mb, struct store_msg *msgs,
 		store_view_report(mb, old, old_count, cb);
 	mb->view_uidvalidity = mb->map.uidvalidity;
 	for (i = 0; i < old_count; i++) {
-		free(old_priv[i].name);
+		if (!store_in_block(old_names, old_names_len,
+		    old_priv[i].name))
+			free(old_priv[i].name);
 		free(old_priv[i].key);
 	}
+	free(old_names);
 	free(old);
 	free(old_priv);
 }

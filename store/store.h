@@ -442,4 +442,55 @@ int	store_msg_cached_num(struct store_mailbox *mb, uint32_t idx,
 	    enum store_cache_field field, int64_t *val_r,
 	    const char **error_r);
 
+/* ==== Quota (store_quota.c; RFC 9208 STORAGE and MESSAGE) ==== */
+/*
+ * Limits as Dovecot's quota_rule writes them: "*:storage=1G:messages=1000"
+ * (storage without a unit is in KiB; units b, k, M, G, T; "bytes=" is in
+ * bytes).  Only the default rule ("*" or "?") counts: rules for one
+ * mailbox, relative ("+100M") and percentage limits are ignored.  A limit
+ * of 0 is none.  Usage: Maildir keeps it in the Maildir++ "maildirsize"
+ * file (rebuilt when missing, stale or too big); mbox adds up the sizes
+ * of its files and counts no messages.
+ */
+struct store_quota_limit {
+	uint64_t	 bytes;
+	uint64_t	 messages;
+};
+
+struct store_quota_usage {
+	uint64_t	 bytes;
+	uint64_t	 messages;
+};
+
+/* Parse one quota_rule value into *l (all 0 for "" or NULL). */
+int	store_quota_rule_parse(const char *rule, struct store_quota_limit *l,
+	    const char **error_r);
+/* Whether any limit is set. */
+bool	store_quota_limited(const struct store_quota_limit *l);
+/* Whether adding bytes and messages to u stays within l. */
+bool	store_quota_fits(const struct store_quota_limit *l,
+	    const struct store_quota_usage *u, uint64_t bytes,
+	    uint64_t messages);
+/* The usage of a user's store (maildirsize written for l when rebuilt);
+ * the caller runs as the user. */
+int	store_quota_usage(struct store_user *su,
+	    const struct store_quota_limit *l, struct store_quota_usage *u,
+	    const char **error_r);
+int	store_quota_usage_loc(const struct store_location *loc,
+	    const struct store_quota_limit *l, struct store_quota_usage *u,
+	    const char **error_r);
+/* Record messages saved (positive) or removed (negative): a line added
+ * to an existing maildirsize; nothing for mbox. */
+void	store_quota_update(struct store_user *su, int64_t bytes,
+	    int64_t messages);
+void	store_quota_update_loc(const struct store_location *loc,
+	    int64_t bytes, int64_t messages);
+/* What message idx counts for (Maildir: its ",S=" size on disk). */
+uint64_t store_quota_msg_size(struct store_mailbox *mb, uint32_t idx);
+/* Hook of store_mailbox_expunge_uids(): the messages about to go. */
+void	store_quota_expunging(struct store_mailbox *mb, const uint32_t *uids,
+	    size_t count);
+/* The mail_location of a user's store. */
+const struct store_location *store_user_location(const struct store_user *su);
+
 #endif

@@ -433,6 +433,19 @@ store_cache_close_fd(struct store_cache *c)
 	c->win_len = 0;
 }
 
+/*
+ * The UID map read: a view from the snapshot (store_snap.c) leaves it
+ * unread, and without it every record would look dead.
+ */
+static void
+store_cache_map_ready(struct store_mailbox *mb)
+{
+	const char *err;
+
+	if (!mb->map.exists && store_uidmap_refresh(&mb->map, &err) < 0)
+		log_error("%s", err);
+}
+
 /* Whether uid is a message of the mailbox as far as the UID map knows:
  * records of others are dead. */
 static bool
@@ -586,6 +599,7 @@ store_cache_load(struct store_mailbox *mb, struct store_cache *c,
 	bool fresh = false;
 	uint32_t uv;
 
+	store_cache_map_ready(mb);
 	if (fstat(c->fd, &st) < 0)
 		return -1;
 	if (c->exists && (st.st_dev != c->dev || st.st_ino != c->ino ||
@@ -762,6 +776,7 @@ store_cache_flush(struct store_mailbox *mb, struct store_cache *c,
 
 	if (c->npend == 0 && !compact)
 		return;
+	store_cache_map_ready(mb);
 	if (c->broken) {
 		store_cache_drop_pending(c);
 		return;

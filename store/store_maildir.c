@@ -23,6 +23,14 @@
  * in cur/ does not see them as \Recent).  Read-only views leave new/
  * alone and count what is in new/ as \Recent.
  *
+ * A sync that finds new/, cur/ and the UID map as the last one left them
+ * (device, inode, size, mtime to the nanosecond; directories only when
+ * their mtime was two seconds old at that listing) does nothing.  The
+ * first sync of a mailbox object takes its view from the snapshot a
+ * settled sync wrote ("postern-view", store_snap.c) when the stamps are
+ * still those, without listing cur/ or reading the UID map; the map is
+ * then read when something first needs it.
+ *
  * vsize is the ",W=" of the file name when present, else computed once
  * and kept in the map; the internal date is the file's mtime when the
  * UID was given, also kept in the map.
@@ -70,11 +78,17 @@ struct maildir_ctx {
 	char		*kw_path;
 	struct stat	 kw_st;
 	bool		 kw_read;
-	/* to skip a sync when nothing changed since the last full one */
+	/*
+	 * To skip a sync when nothing changed since the last full one:
+	 * the stamps of new/, cur/ and the UID map the view was built from
+	 * (scanned: the directories were settled then, see maildir_sync()).
+	 */
 	bool		 scanned;
-	struct timespec	 new_mtime, cur_mtime;
-	ino_t		 map_ino;
-	off_t		 map_off;
+	struct store_stamp view_st[STORE_SNAP_STAMPS];
+	/* the view snapshot (store_snap.c) and the stamps it was last
+	 * read or written with */
+	char		*snap_path;
+	struct store_stamp snap_st[STORE_SNAP_STAMPS];
 	/* names as listed for maildir_find_base(), until the next sync */
 	struct maildir_scan *lookup;
 	bool		 lookup_fresh;	/* listed for the current lookup */
@@ -409,6 +423,7 @@ maildir_open(struct store_mailbox *mb, const char **error_r)
 	c->new = xasprintf("%s/new", mb->path);
 	c->tmp = xasprintf("%s/tmp", mb->path);
 	c->kw_path = xasprintf("%s/dovecot-keywords", mb->path);
+	c->snap_path = xasprintf("%s/postern-view", mb->path);
 	map = xasprintf("%s/postern-uidlist", mb->path);
 	lock = xasprintf("%s/postern-uidlist.lock", mb->path);
 	store_uidmap_init(&mb->map, map, lock);
@@ -445,6 +460,7 @@ maildir_close(struct store_mailbox *mb)
 	free(c->new);
 	free(c->tmp);
 	free(c->kw_path);
+	free(c->snap_path);
 	free(c);
 	mb->be_ctx = NULL;
 }
@@ -697,13 +713,14 @@ fail:
 static uint32_t
 maildir_view(struct store_mailbox *mb, struct maildir_scan *scan,
     struct store_hash *claimed, struct store_msg *msgs,
-    struct store_msg_priv *priv, size_t *matched_r)
+    struct store_msg_priv *priv, struct buf *names, size_t *matched_r)
 {
 	struct maildir_ctx *c = mb->be_ctx;
 	uint32_t count = 0;
 	size_t i;
 
 	*matched_r = 0;
+	buf_reset(names);
 	for (i = 0; i < mb->map.count; i++) {
 		const struct store_uidrec *r = mb->map.recs[i];
 		struct maildir_ent *e;
@@ -733,29 +750,101 @@ maildir_view(struct store_mailbox *mb, struct maildir_scan *scan,
 			    (mb->readonly && e->in_new))
 				m->flags |= STORE_RECENT;
 		}
-		priv[count].name = xstrdup(e->name);
+		/* The names go into one block (one allocation, not one per
+		 * message); until it stops growing, name holds the offset
+		 * (maildir_view_names()). */
+		priv[count].name = (char *)(uintptr_t)names->len;
+		(void)buf_append(names, e->name, strlen(e->name) + 1);
 		priv[count].in_new = e->in_new;
 		count++;
 	}
 	return count;
 }
 
-static bool
-maildir_dirs_unchanged(struct maildir_ctx *c, struct timespec *new_r,
-    struct timespec *cur_r)
+/* The names of a view from maildir_view() into place: the block becomes
+ * the one the view installed next owns. */
+static void
+maildir_view_names(struct store_mailbox *mb, struct store_msg_priv *priv,
+    uint32_t count, struct buf *names)
 {
-	struct stat st;
+	uint32_t i;
 
-	memset(new_r, 0, sizeof(*new_r));
-	memset(cur_r, 0, sizeof(*cur_r));
-	if (stat(c->new, &st) == 0)
-		*new_r = st.st_mtim;
-	if (stat(c->cur, &st) == 0)
-		*cur_r = st.st_mtim;
-	return c->scanned && new_r->tv_sec == c->new_mtime.tv_sec &&
-	    new_r->tv_nsec == c->new_mtime.tv_nsec &&
-	    cur_r->tv_sec == c->cur_mtime.tv_sec &&
-	    cur_r->tv_nsec == c->cur_mtime.tv_nsec;
+	mb->names_next_len = names->len;
+	/* Exactly as long as the names: the view keeps it for long. */
+	mb->names_next = xrealloc(buf_steal(names), mb->names_next_len + 1);
+	for (i = 0; i < count; i++)
+		priv[i].name = mb->names_next + (uintptr_t)priv[i].name;
+}
+
+/* Stamps of new/ and cur/ now (the map's are taken after the sync). */
+static void
+maildir_dir_stamps(const struct maildir_ctx *c, struct store_stamp *st)
+{
+	(void)store_stamp_path(c->new, &st[0]);
+	(void)store_stamp_path(c->cur, &st[1]);
+}
+
+/*
+ * The stamp of the UID map as the view knows it: only when the file is
+ * what the map read (nothing appended by others since), else one that
+ * never matches, so the next sync looks again.
+ */
+static void
+maildir_map_stamp(struct store_mailbox *mb, struct store_stamp *st)
+{
+	struct stat sb;
+
+	memset(st, 0, sizeof(*st));
+	st->size = UINT64_MAX;
+	if (mb->map.exists && stat(mb->map.path, &sb) == 0 &&
+	    sb.st_dev == mb->map.dev && sb.st_ino == mb->map.ino &&
+	    sb.st_size == mb->map.read_off)
+		store_stamp_of(&sb, st);
+}
+
+static bool
+maildir_stamps_eq(const struct store_stamp *a, const struct store_stamp *b)
+{
+	unsigned int i;
+
+	for (i = 0; i < STORE_SNAP_STAMPS; i++)
+		if (!store_stamp_eq(&a[i], &b[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The first view of this mailbox object from the snapshot, when its
+ * stamps are those of now: no listing, and the UID map is left unread
+ * until something needs it (a later sync that finds a change, a writer
+ * taking its lock, the cache).  st: stamps of new/, cur/, map.
+ */
+static bool
+maildir_snap_load(struct store_mailbox *mb, const struct store_stamp *st,
+    const struct store_sync_cb *cb)
+{
+	struct maildir_ctx *c = mb->be_ctx;
+	struct store_snap_view v;
+	uint32_t i;
+
+	if (mb->map.exists || st[2].size == 0 ||
+	    store_snap_read(c->snap_path, st, &v) < 0)
+		return false;
+	mb->map.uidvalidity = v.uidvalidity;
+	mb->map.next_uid = v.next_uid;
+	for (i = 0; i < v.count; i++) {
+		/* The first view: every message is new to it. */
+		(void)store_view_carry(mb, &v.msgs[i]);
+		if (mb->readonly && v.priv[i].in_new)
+			v.msgs[i].flags |= STORE_RECENT;
+	}
+	mb->names_next = v.names;
+	mb->names_next_len = v.names_len;
+	store_view_install(mb, v.msgs, v.priv, v.count, cb);
+	memcpy(c->view_st, st, sizeof(c->view_st));
+	memcpy(c->snap_st, st, sizeof(c->snap_st));
+	c->scanned = true;	/* the snapshot's directories were settled */
+	return true;
 }
 
 static int
@@ -767,7 +856,8 @@ maildir_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
 	struct store_hash *claimed = store_hash_new(0);
 	struct store_msg *msgs = NULL;
 	struct store_msg_priv *priv = NULL;
-	struct timespec new_mt, cur_mt;
+	struct store_stamp now_st[STORE_SNAP_STAMPS];
+	struct buf names;
 	char **claimed_names = NULL;
 	size_t nclaimed = 0, i, ngone = 0;
 	uint32_t *gone = NULL, count = 0;
@@ -778,29 +868,38 @@ maildir_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
 	int ret = -1;
 
 	memset(&scan, 0, sizeof(scan));
+	buf_init(&names, 0);
 	maildir_lookup_free(c);
 	store_notify_drain(mb);
 	maildir_read_keywords(mb);
 	if (!mb->readonly)
 		maildir_claim_new(mb, claimed, &claimed_names, &nclaimed);
+	/*
+	 * Nothing to do when neither directory nor the map changed since
+	 * a scan that was not within a second of a change to a directory:
+	 * a rename right after our readdir, in the same clock tick, may
+	 * leave the directory's mtime as it was, so only an mtime older
+	 * than that is trusted (ns precision for the rest).  The stamps
+	 * are taken before anything is read: a change after them shows
+	 * at the next sync.
+	 */
+	maildir_dir_stamps(c, now_st);
+	(void)store_stamp_path(mb->map.path, &now_st[2]);
+	if (nclaimed == 0 && c->scanned &&
+	    maildir_stamps_eq(now_st, c->view_st)) {
+		ret = 0;
+		goto out;
+	}
+	if (nclaimed == 0 && mb->count == 0 && mb->view_uidvalidity == 0 &&
+	    maildir_snap_load(mb, now_st, cb)) {
+		ret = 0;
+		goto out;
+	}
 	if (store_uidmap_refresh(&mb->map, error_r) < 0)
 		goto out;
 	/* Sized once for what the map knows, so the table never grows. */
 	maildir_scan_init(&scan, (mb->count > mb->map.count - mb->map.dead ?
 	    mb->count : mb->map.count - mb->map.dead) + 64);
-	/*
-	 * Nothing to do when neither directory nor the map changed since
-	 * a scan that was not within the same second as a change (a change
-	 * right after our readdir may keep the directory's timestamp).
-	 */
-	if (nclaimed == 0 && maildir_dirs_unchanged(c, &new_mt, &cur_mt) &&
-	    mb->map.exists && mb->map.ino == c->map_ino &&
-	    mb->map.read_off == c->map_off) {
-		ret = 0;
-		goto out;
-	}
-	if (nclaimed > 0)
-		(void)maildir_dirs_unchanged(c, &new_mt, &cur_mt);
 	if (maildir_scan(mb, &scan, error_r) < 0)
 		goto out;
 	/* Messages of the view whose file we did not find. */
@@ -843,29 +942,35 @@ maildir_sync(struct store_mailbox *mb, const struct store_sync_cb *cb,
 		/* Build the view straight away: when every file found a
 		 * record, no UID is to be given (the usual case), and the
 		 * files were looked up only once. */
-		count = maildir_view(mb, &scan, claimed, msgs, priv,
+		count = maildir_view(mb, &scan, claimed, msgs, priv, &names,
 		    &matched);
-		if (matched < scan.count) {
-			for (i = 0; i < count; i++)
-				free(priv[i].name);
+		if (matched < scan.count)
 			need_assign = true;
-		}
 	}
 	if (need_assign) {
 		if (maildir_assign(mb, &scan, gone, ngone, error_r) < 0)
 			goto out;
-		count = maildir_view(mb, &scan, claimed, msgs, priv,
+		count = maildir_view(mb, &scan, claimed, msgs, priv, &names,
 		    &matched);
 	}
+	maildir_view_names(mb, priv, count, &names);
 	store_view_install(mb, msgs, priv, count, cb);
 	msgs = NULL;
 	priv = NULL;
 	/* Remember what this view was built from (see above). */
-	c->scanned = new_mt.tv_sec < start - 1 && cur_mt.tv_sec < start - 1;
-	c->new_mtime = new_mt;
-	c->cur_mtime = cur_mt;
-	c->map_ino = mb->map.ino;
-	c->map_off = mb->map.read_off;
+	c->scanned = now_st[0].sec < (int64_t)start - 1 &&
+	    now_st[1].sec < (int64_t)start - 1;
+	c->view_st[0] = now_st[0];
+	c->view_st[1] = now_st[1];
+	maildir_map_stamp(mb, &c->view_st[2]);
+	/* A settled view of every file is worth keeping for the next
+	 * open (store_snap.c); not when the snapshot has it already. */
+	if (c->scanned && count == scan.count &&
+	    c->view_st[2].size != UINT64_MAX &&
+	    !maildir_stamps_eq(c->view_st, c->snap_st) &&
+	    store_snap_write(c->snap_path, c->view_st, mb->map.uidvalidity,
+	    mb->map.next_uid, mb->msgs, mb->priv, mb->count) == 0)
+		memcpy(c->snap_st, c->view_st, sizeof(c->snap_st));
 	ret = 0;
 out:
 	for (i = 0; i < nclaimed; i++)
@@ -877,6 +982,7 @@ out:
 	free(gone);
 	free(msgs);
 	free(priv);
+	buf_free(&names);
 #ifdef __GLIBC__
 	/* A large listing freed megabytes the process (which serves its
 	 * user for long) would otherwise keep: give them back. */
@@ -910,7 +1016,7 @@ maildir_msg_open(struct store_mailbox *mb, uint32_t idx, int *fd_r,
 
 		if (maildir_find_base(mb, p->name, maildir_baselen(p->name),
 		    &name, &in_new)) {
-			free(p->name);
+			store_view_name_free(mb, p->name);
 			p->name = name;
 			p->in_new = in_new;
 			e.name = p->name;
@@ -1001,7 +1107,7 @@ maildir_set_flags(struct store_mailbox *mb, uint32_t idx, uint32_t flags,
 		if (strcmp(from, to) == 0 || rename(from, to) == 0) {
 			free(from);
 			free(to);
-			free(p->name);
+			store_view_name_free(mb, p->name);
 			p->name = newname;
 			p->in_new = false;
 			return 0;
@@ -1023,7 +1129,7 @@ maildir_set_flags(struct store_mailbox *mb, uint32_t idx, uint32_t flags,
 		if (tries > 0 || !maildir_find_base(mb, p->name, baselen,
 		    &name, &in_new))
 			break;
-		free(p->name);
+		store_view_name_free(mb, p->name);
 		p->name = name;
 		p->in_new = in_new;
 	}

@@ -357,17 +357,75 @@ int	store_cache_parse_record(const unsigned char *p, size_t len,
 /* RFC 5256 §2.1 base subject of a decoded (UTF-8) subject, appended. */
 void	store_subject_base(const char *s, size_t len, struct buf *out);
 
+/* ---- view snapshot of a Maildir folder (store_snap.c) ---- */
+/* What a view was built from: a file's identity, size and mtime. */
+struct store_stamp {
+	uint64_t	 dev, ino, size;
+	int64_t		 sec;
+	uint32_t	 nsec;
+};
+
+/* new/, cur/ and the UID map, in this order. */
+#define STORE_SNAP_STAMPS	3
+
+struct stat;
+void	store_stamp_of(const struct stat *st, struct store_stamp *s);
+/* stat() of path as a stamp; -1 (all zero) when it cannot be had. */
+int	store_stamp_path(const char *path, struct store_stamp *s);
+bool	store_stamp_eq(const struct store_stamp *a,
+	    const struct store_stamp *b);
+
+struct store_snap_hdr {
+	uint32_t	 crc;
+	uint32_t	 count;
+	uint32_t	 uidvalidity;
+	uint32_t	 next_uid;
+	uint64_t	 names_len;
+	uint64_t	 file_size;
+	struct store_stamp stamps[STORE_SNAP_STAMPS];
+};
+
+/* A view read from a snapshot: the names point into one block. */
+struct store_snap_view {
+	struct store_msg *msgs;
+	struct store_msg_priv *priv;
+	uint32_t	 count;
+	uint32_t	 uidvalidity;
+	uint32_t	 next_uid;
+	char		*names;
+	size_t		 names_len;
+};
+
+/* Pure parser of the 160-byte header (fuzz harness): 0 valid, -1 not. */
+int	store_snap_parse_header(const unsigned char *p,
+	    struct store_snap_hdr *h);
+/* 0 with the view when the file is whole and its stamps equal stamps;
+ * -1 otherwise (missing, stale, damaged). */
+int	store_snap_read(const char *path, const struct store_stamp *stamps,
+	    struct store_snap_view *v);
+void	store_snap_view_free(struct store_snap_view *v);
+/* Replace the snapshot at path; -1 when it could not be written (not an
+ * error: the next sync tries again). */
+int	store_snap_write(const char *path, const struct store_stamp *stamps,
+	    uint32_t uidvalidity, uint32_t next_uid,
+	    const struct store_msg *msgs, const struct store_msg_priv *priv,
+	    uint32_t count);
+
 /* ---- the mailbox ---- */
 struct store_msg_priv {
-	char		*name;		/* Maildir: file name in cur/ or new/ */
-	bool		 in_new;
+	char		*name;		/* Maildir: file name in cur/ or new/
+					 * (malloc'ed, or in the view's
+					 * name block) */
 	/* mbox */
 	off_t		 from_off;	/* the "From " line */
 	off_t		 body_off;	/* first byte of the message */
 	off_t		 end_off;	/* after its last byte */
 	uint64_t	 from_hash;
-	uint32_t	 hdr_flags;
 	char		*key;		/* mbox: fingerprint key */
+	uint32_t	 hdr_flags;
+	/* Maildir (here, not above, so that no padding follows it: one
+	 * of these per message) */
+	bool		 in_new;
 };
 
 struct store_backend {
@@ -411,6 +469,12 @@ struct store_mailbox {
 	struct store_msg *msgs;
 	struct store_msg_priv *priv;
 	uint32_t	 count, cap;
+	/* One block holding the names of many messages (not freed one by
+	 * one); the backend sets names_next for the view it installs. */
+	char		*names;
+	size_t		 names_len;
+	char		*names_next;
+	size_t		 names_next_len;
 	uint32_t	 recent;
 	uint64_t	 highest_modseq;
 	uint32_t	 shown_uid_max;	/* highest UID the view ever had */
@@ -431,6 +495,9 @@ const char *store_error(char **slot, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 /* Free the view's per-message data (not the arrays). */
 void	store_view_clear(struct store_mailbox *mb);
+/* Free the name of a message of the current view (unless it is in the
+ * view's name block). */
+void	store_view_name_free(struct store_mailbox *mb, char *name);
 /*
  * While a backend builds a new view, with mb still holding the old one:
  * carry the session state of a message the old view had (\Recent,

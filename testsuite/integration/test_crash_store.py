@@ -54,6 +54,10 @@ class Ledger:
         self.smtp_acked = set()
         self.appended = {}          # token -> uid
         self.expunged = set()       # uids whose EXPUNGE got OK
+        # uids marked \Deleted (acknowledged) whose EXPUNGE was sent but
+        # not answered: a command cut off by the crash may or may not
+        # have taken effect, so these may be present or gone.
+        self.expunge_sent = set()
         self.flagged = set()        # uids whose STORE +FLAGS got OK
         self.pop_deleted = set()    # UIDLs whose deletion QUIT confirmed
         self.uidvalidity = set()
@@ -128,6 +132,8 @@ def imap_worker(server, led, stop, killed, rnd, n, rng, min_uid):
                 typ, _ = im.uid("STORE", str(pick), "+FLAGS.SILENT",
                                 "(\\Deleted)")
                 if typ == "OK":
+                    with led.lock:
+                        led.expunge_sent.add(pick)
                     typ, _ = im.uid("EXPUNGE", str(pick))
                     if typ == "OK":
                         with led.lock:
@@ -216,6 +222,7 @@ def test_kill9_during_store_changes(make_server):
     assert len(initial_uidls) == POP3_PREFILL
 
     all_smtp, all_appended, all_expunged = set(), {}, set()
+    all_expunge_sent = set()
     all_flagged, all_pop_deleted = set(), set()
     uidvalidity = None
     max_uid = 0
@@ -259,6 +266,7 @@ def test_kill9_during_store_changes(make_server):
         all_smtp |= led.smtp_acked
         all_appended.update(led.appended)
         all_expunged |= led.expunged
+        all_expunge_sent |= led.expunge_sent
         all_flagged |= led.flagged
         all_pop_deleted |= led.pop_deleted
         if uidvalidity is None and led.uidvalidity:
@@ -290,6 +298,10 @@ def test_kill9_during_store_changes(make_server):
         for token, uid in all_appended.items():
             if uid in all_expunged:
                 assert uid not in present, (token, uid)
+            elif uid in all_expunge_sent and uid not in present:
+                # Its EXPUNGE was cut off by the kill after it took
+                # effect: gone is right, and it must stay gone.
+                all_expunged.add(uid)
             else:
                 assert view.get(token, [(None,)])[0][0] == uid, (token, uid)
         for uid in all_flagged - all_expunged:

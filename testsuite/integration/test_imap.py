@@ -348,7 +348,7 @@ def test_idle_between_sessions(mserver):
 def test_expunge_while_fetching(mserver):
     """Another session expunges a message while a big FETCH of it is
     still going out: the answer stays well-formed (the promised bytes
-    are sent), later items of the message are empty, the tagged answer
+    are sent), later items of the message are empty, the tagged OK
     says EXPUNGEISSUED, and the EXPUNGE comes after, not during it."""
     user = "i13"
     body = "z" * 99 + "\n"
@@ -380,7 +380,7 @@ def test_expunge_while_fetching(mserver):
         # The rest of the message is gone: an empty TEXT, and NO.
         assert a.line() == " BODY[TEXT] {0}"
         assert a.line() == ")"
-        assert a.line() == ("f NO [EXPUNGEISSUED] Some of the requested "
+        assert a.line() == ("f OK [EXPUNGEISSUED] Some of the requested "
                             "messages no longer exist.")
         _, t = a.cmd("n", "NOOP")
         assert _ == ["* 1 EXPUNGE"] and t == "n OK NOOP completed."

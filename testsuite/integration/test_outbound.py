@@ -454,6 +454,47 @@ def test_starttls_verify_with_cafile(make_server, fakedns):
                r"mx\.remote\.test\[127\.0\.0\.1\]:%d: TLSv1\.3" % b.smtp_port)
 
 
+def test_starttls_verify_with_capath(make_server, fakedns):
+    """smtp_tls_CApath: a hashed directory (openssl rehash layout)
+    holding B's certificate is trusted like a CA file."""
+    import shutil
+    import subprocess
+
+    b = make_server(conf=remote_conf())
+    crt = b.data / "ssl" / "postern.crt"
+    h = subprocess.run(["openssl", "x509", "-noout", "-subject_hash",
+                        "-in", str(crt)], capture_output=True, text=True,
+                       check=True).stdout.strip()
+    # Next to B's certificate, where A's agent can read it as in the
+    # CA file test.
+    capath = b.data / "ssl" / "capath"
+    capath.mkdir()
+    shutil.copy(str(crt), str(capath / ("%s.0" % h)))
+    os_chmod_tree(capath)
+    fakedns.set(REMOTE_DOMAIN, "MX", [(10, REMOTE_HOST)])
+    fakedns.set(REMOTE_HOST, "A", ["127.0.0.1"])
+    a = make_server(conf=sender_conf(
+        fakedns.conf_line() + "\nrelayhost = %s:%d\n" %
+        (REMOTE_DOMAIN, b.smtp_port) +
+        "smtp_tls_security_level = verify\n"
+        "smtp_tls_CApath = %s\n" % capath))
+    subject = "verified-capath"
+    a.send("alice@example.test", "demo@%s" % REMOTE_DOMAIN,
+           make_msg(subject))
+    b.wait_token("demo", subject)
+    a.wait_log(r"Verified TLS connection established to "
+               r"mx\.remote\.test\[127\.0\.0\.1\]:%d" % b.smtp_port)
+
+
+def os_chmod_tree(top):
+    """Let the unprivileged agent read a test's files (root runs)."""
+    import os
+    for dirpath, dirs, files in os.walk(str(top)):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+
+
 def test_starttls_verify_fails_without_trust(make_server):
     """verify without a CA that signed B's certificate: deferred, not
     sent in plaintext."""
@@ -661,6 +702,170 @@ def test_8bitmime_passed_on_when_offered(make_server, peer_factory):
     assert without.cmds("MAIL FROM")[0] == "MAIL FROM:<alice@example.test>"
 
 
+MIME_8BIT = (
+    "MIME-Version: 1.0\n"
+    "Subject: mime-eight\n"
+    "Content-Type: multipart/mixed; boundary=\"b1\"\n"
+    "Content-Transfer-Encoding: 8bit\n"
+    "\n"
+    "preamble\n"
+    "--b1\n"
+    "Content-Type: text/plain; charset=utf-8\n"
+    "Content-Transfer-Encoding: 8bit\n"
+    "\n"
+    "caf\u00e9 cr\u00e8me = 100%\n"
+    "trailing space \n"
+    "." + "x" * 100 + "\u00e9\n"
+    "--b1\n"
+    "Content-Type: application/octet-stream\n"
+    "Content-Transfer-Encoding: base64\n"
+    "\n"
+    "AAECAwQFBgcICQ==\n"
+    "--b1\n"
+    "Content-Type: text/plain; charset=us-ascii\n"
+    "\n"
+    "plain ascii part\n"
+    "--b1--\n")
+
+
+def unstuff(data):
+    """DATA bytes as the message: terminator removed, dots unstuffed."""
+    assert data.endswith(b"\r\n.\r\n")
+    lines = data[:-3].split(b"\r\n")
+    return b"\r\n".join(l[1:] if l.startswith(b".") else l for l in lines)
+
+
+def test_8bitmime_downgrade_to_quoted_printable(make_server, peer_factory):
+    """RFC 6152 §3: an 8-bit MIME message to a server without 8BITMIME
+    is made 7-bit: the 8-bit text part becomes quoted-printable, the
+    multipart's 8bit label 7bit; base64 and ASCII parts and every other
+    header stay as they were; the text decodes to what was sent."""
+    import email
+    import email.policy
+
+    peer = peer_factory(ehlo=("PIPELINING", "SIZE 10240000"))
+    a = make_server(conf=sender_conf(relay_to(peer.port) +
+                                     "smtp_tls_security_level = none\n"))
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN, MIME_8BIT,
+           mail_options=["BODY=8BITMIME"])
+    data = unstuff(peer.wait_messages(1)[0])
+    assert max(data) < 0x80, data
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", data) is None
+    assert all(len(l) <= 76 for l in data.split(b"\r\n")), data
+    mail = peer.cmds("MAIL FROM")[0]
+    assert "BODY=8BITMIME" not in mail
+    # SIZE is what arrived (RFC 1870), after the conversion.
+    assert mail.endswith(" SIZE=%d" % len(data)), (mail, len(data))
+    head = data.partition(b"\r\n\r\n")[0] + b"\r\n"
+    assert b"Subject: mime-eight\r\n" in head
+    assert b"Content-Transfer-Encoding: 7bit\r\n" in head
+    assert b"Content-Transfer-Encoding: 8bit" not in data
+    assert (b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"caf=C3=A9 cr=C3=A8me =3D 100%\r\ntrailing space=20\r\n"
+            in data)
+    assert (b"Content-Transfer-Encoding: base64\r\n\r\n"
+            b"AAECAwQFBgcICQ==\r\n--b1\r\n" in data)
+    assert b"\r\n\r\nplain ascii part\r\n--b1--\r\n" in data
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    parts = list(msg.iter_parts())
+    # The line end before a boundary belongs to the boundary (RFC 2046
+    # §5.1.1).
+    assert parts[0].get_content().replace("\r\n", "\n") == (
+        "caf\u00e9 cr\u00e8me = 100%\ntrailing space \n." + "x" * 100 +
+        "\u00e9")
+    assert parts[1].get_content() == bytes(range(10))
+    a.wait_log(r"to=<x@remote\.test>, relay=.*status=sent")
+
+
+def test_8bitmime_downgrade_with_generic_maps(make_server, peer_factory):
+    """A one-part 8-bit text message: its own header gets the new
+    encoding, and the header rewritten by smtp_generic_maps is the one
+    that goes."""
+    peer = peer_factory(ehlo=("PIPELINING",))
+    a = make_server(start=False)
+    a.write(a.dir / "generic", "alice@example.test  alice.smith@isp.example\n")
+    a.write_config(sender_conf(relay_to(peer.port) +
+                               "smtp_tls_security_level = none\n"
+                               "smtp_generic_maps = texthash:%s\n" %
+                               (a.dir / "generic")))
+    a.start()
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN,
+           "From: alice@example.test\nMIME-Version: 1.0\n"
+           "Subject: one-part\n"
+           "Content-Type: text/plain; charset=iso-8859-1\n"
+           "Content-Transfer-Encoding: 8bit\n\nd\xe9j\xe0 vu\n",
+           mail_options=["BODY=8BITMIME"])
+    data = unstuff(peer.wait_messages(1)[0])
+    assert max(data) < 0x80, data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"From: alice.smith@isp.example\r\n" in head + b"\r\n"
+    assert b"Content-Transfer-Encoding: quoted-printable" in head
+    assert b"8bit" not in head
+    assert body == b"d=C3=A9j=C3=A0 vu\r\n"
+
+
+def test_8bit_not_mime_or_8bit_header_goes_as_is(make_server,
+                                                 peer_factory):
+    """What cannot be made 7-bit goes as it is (as with Postfix): a
+    message without MIME-Version, one with an 8-bit header field."""
+    peer = peer_factory(ehlo=("PIPELINING",))
+    a = make_server(conf=sender_conf(relay_to(peer.port) +
+                                     "smtp_tls_security_level = none\n"))
+    hdr8 = MIME_8BIT.replace("Subject: mime-eight",
+                             "Subject: caf\u00e9-header")
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN, hdr8,
+           mail_options=["BODY=8BITMIME"])
+    data = peer.wait_messages(1)[0]
+    assert "caf\u00e9 cr\u00e8me = 100%\r\n".encode() in data
+    assert b"Content-Transfer-Encoding: 8bit\r\n" in data
+    a.wait_log(r"8-bit message not converted for a server without "
+               r"8BITMIME, sent as it is: a header has 8-bit bytes")
+
+
+def test_8bit_detected_without_body_parameter(make_server, peer_factory):
+    """8-bit bytes in a message whose client did not say BODY=8BITMIME
+    are declared to a server that offers 8BITMIME (RFC 6152 §2)."""
+    peer = peer_factory(ehlo=("PIPELINING", "8BITMIME"))
+    a = make_server(conf=sender_conf(relay_to(peer.port) +
+                                     "smtp_tls_security_level = none\n"))
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN,
+           make_msg("undeclared", body="na\u00efve\n"))
+    data = peer.wait_messages(1)[0]
+    assert "na\u00efve\r\n".encode() in data
+    assert peer.cmds("MAIL FROM")[0].endswith(" BODY=8BITMIME")
+
+
+def test_size_is_the_size_on_the_wire(make_server, peer_factory):
+    """RFC 1870 §3: SIZE counts the CRLF line ends the server receives
+    (the queue stores LF), not dot-stuffing or the terminator."""
+    peer = peer_factory()
+    a = make_server(conf=sender_conf(relay_to(peer.port) +
+                                     "smtp_tls_security_level = none\n"))
+    body = "".join("line %d\n.dot %d\n" % (i, i) for i in range(500))
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN,
+           make_msg("size", body=body))
+    data = unstuff(peer.wait_messages(1)[0])
+    mail = peer.cmds("MAIL FROM")[0]
+    assert mail.endswith(" SIZE=%d" % len(data)), (mail, len(data))
+
+
+def test_size_limit_of_server_uses_wire_size(make_server, peer_factory):
+    """A server's SIZE limit is compared with the size on the wire: a
+    message whose stored size fits but whose CRLF size does not is
+    bounced at once (5.3.4), without MAIL FROM."""
+    body = "x\n" * 3000
+    stored = len(make_msg("big", body=body, msgid=False, date=False))
+    peer = peer_factory(ehlo=("PIPELINING", "SIZE %d" % (stored + 1500)))
+    a = make_server(conf=sender_conf(relay_to(peer.port) +
+                                     "smtp_tls_security_level = none\n"))
+    a.send("alice@example.test", "x@%s" % REMOTE_DOMAIN,
+           make_msg("big", body=body, msgid=False, date=False))
+    a.wait_log(r"to=<x@remote\.test>, .*dsn=5\.3\.4, status=bounced "
+               r"\(message size \d+ exceeds size limit %d" % (stored + 1500))
+    assert peer.cmds("MAIL") == []
+
+
 def test_smtputf8_needed_and_offered(make_server, peer_factory):
     """A UTF-8 address with SMTPUTF8: passed on with SMTPUTF8 to a
     server that offers it."""
@@ -717,6 +922,37 @@ def test_dsn_parameters_passed_on(make_server, peer_factory):
     assert peer.cmds("RCPT TO")[0] == ("RCPT TO:<x@remote.test> "
                                        "NOTIFY=SUCCESS,FAILURE "
                                        "ORCPT=rfc822;x@remote.test")
+
+
+def test_notify_success_relayed_or_passed_on(make_server, peer_factory):
+    """RFC 3461 §5.2.2: NOTIFY=SUCCESS to a server without DSN earns the
+    sender an "Action: relayed" report; to a server with DSN the request
+    goes with the message and the report is that server's to send."""
+    no_dsn = peer_factory(ehlo=("PIPELINING",))
+    a = make_server(conf=sender_conf(relay_to(no_dsn.port) +
+                                     "smtp_tls_security_level = none\n"))
+    a.send("demo@example.test", "x@%s" % REMOTE_DOMAIN,
+           make_msg("notify-relayed"), rcpt_options=["NOTIFY=SUCCESS"])
+    no_dsn.wait_messages(1)
+    assert no_dsn.cmds("RCPT TO")[0] == "RCPT TO:<x@remote.test>"
+    report = a.wait_messages("demo", 1)[0].decode("utf-8", "replace")
+    assert re.search(r"^Action: relayed$", report, re.M), report
+    assert re.search(r"^Final-Recipient: rfc822; x@remote\.test$", report,
+                     re.M), report
+    assert re.search(r"^Remote-MTA: dns; ", report, re.M), report
+
+    with_dsn = peer_factory(ehlo=("PIPELINING", "DSN"))
+    b = make_server(conf=sender_conf(relay_to(with_dsn.port) +
+                                     "smtp_tls_security_level = none\n"))
+    b.send("demo@example.test", "y@%s" % REMOTE_DOMAIN,
+           make_msg("notify-passed"), rcpt_options=["NOTIFY=SUCCESS"])
+    with_dsn.wait_messages(1)
+    assert with_dsn.cmds("RCPT TO")[0] == ("RCPT TO:<y@remote.test> "
+                                           "NOTIFY=SUCCESS")
+    b.wait_log(r"to=<y@remote\.test>, .*status=sent")
+    b.wait_queue_empty()
+    assert b.messages("demo") == []
+    assert not b.log_lines(r"sender delivery status notification")
 
 
 def test_rcpt_replies_per_recipient(make_server, peer_factory):

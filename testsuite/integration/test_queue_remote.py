@@ -299,6 +299,68 @@ def test_transport_maps(make_server):
         assert len(peer.transactions) == 1
 
 
+def test_transport_maps_for_local_domain_at_accept(make_server):
+    """Delivery at accept follows $transport_maps: a recipient of a local
+    domain routed to smtp:[host]:port goes to that host, one routed to
+    error: bounces, and neither lands in a local mailbox."""
+    with FakeSMTP() as peer:
+        tmap = ("transport_maps = inline:{ "
+                "bob@example.test=smtp:[127.0.0.1]:%d, "
+                "{ demo@example.test = error:5.7.1 demo is away } }"
+                % peer.port)
+        srv = make_server(conf=conf(tmap))
+        q1 = srv.send(SENDER, "bob@example.test", make_msg("to-bob", "b\n"))
+        q2 = srv.send(SENDER, "demo@example.test",
+                      make_msg("to-demo", "d\n"))
+        txs = peer.wait_transactions(1)
+        assert txs[0].rcpts == ["bob@example.test"]
+        srv.wait_log(r"%s: to=<bob@example\.test>, %s, .*status=sent" %
+                     (q1, relay_re(peer.port)))
+        line = srv.wait_log(r"%s: to=<demo@example\.test>, " % q2)[0]
+        assert re.search(r"relay=none, .*dsn=5\.7\.1, status=bounced "
+                         r"\(demo is away\)", line), line
+        srv.wait_token("alice", "to-demo")
+        srv.wait_queue_empty()
+        assert srv.messages("bob") == []
+        assert srv.messages("demo") == []
+
+
+def build_map(srv, name, text):
+    path = srv.dir / name
+    srv.write(path, text)
+    srv.postern("map", "build", "hash:%s" % path, check=True)
+    return "hash:%s" % path
+
+
+def test_hash_tables_in_qmgr_and_smtp_closed_at_exit(make_server):
+    """Berkeley DB tables for $mydestination, $transport_maps and
+    $smtp_generic_maps, used by qmgr, local and the smtp agent's threads:
+    they work, and the services stop without a sanitizer report (open
+    handles at exit are reported as leaks in sanitizer builds)."""
+    with FakeSMTP() as peer:
+        srv = make_server(start=False)
+        dest = build_map(srv, "mydest", "example.test OK\n")
+        tmap = build_map(srv, "transport",
+                         "peer.example smtp:[127.0.0.1]:%d\n" % peer.port)
+        gmap = build_map(srv, "generic",
+                         "alice@example.test alice@public.example\n")
+        srv.write_config(conf("mydestination = localhost, %s" % dest,
+                              "transport_maps = %s" % tmap,
+                              "smtp_generic_maps = %s" % gmap))
+        srv.start()
+        srv.send(SENDER, ["bob@example.test", "z@peer.example"],
+                 make_msg("hash-tables", "h\n", sender=SENDER))
+        srv.wait_token("bob", "hash-tables")
+        txs = peer.wait_transactions(1)
+        assert txs[0].mail_from == "alice@public.example"
+        assert txs[0].rcpts == ["z@peer.example"]
+        assert b"From: alice@public.example" in txs[0].data
+        srv.wait_queue_empty()
+        srv.stop()
+        bad = srv.log_lines(r"Sanitizer|runtime error")
+        assert bad == [], bad
+
+
 def test_delay_warning_for_remote_deferral(make_server):
     with FakeSMTP(replies={"RCPT": "450 4.2.0 Mailbox busy"}) as peer:
         srv = make_server(conf=conf("delay_warning_time = 1s",
@@ -330,6 +392,38 @@ def test_delay_warning_for_remote_deferral(make_server):
         time.sleep(1)
         assert len(srv.messages("alice")) == 1
         assert len(srv.log_lines(r"%s: sender delay notification" % qid)) == 1
+        assert peer.transactions == []
+
+
+def test_queue_lifetime_bounces_remote_deferral(make_server):
+    """A message still deferred after maximal_queue_lifetime goes back
+    to the sender: an RFC 3464 report with the last reason and the
+    original headers; the remote server never got it."""
+    with FakeSMTP(replies={"RCPT": "450 4.2.0 Mailbox busy"}) as peer:
+        srv = make_server(conf=conf("maximal_queue_lifetime = 2s",
+                                    "minimal_backoff_time = 1s",
+                                    "maximal_backoff_time = 1s",
+                                    relay_port=peer.port))
+        qid = srv.send(SENDER, "late@remote.example",
+                       make_msg("too-late", "late\n",
+                                extra=["X-Custom: keep-me"]))
+        srv.wait_log(r"%s: to=<late@remote\.example>, .*status=deferred"
+                     % qid)
+        line = srv.wait_log(r"%s: to=<late@remote\.example>, .*"
+                            r"status=bounced" % qid, timeout=30)[0]
+        assert re.search(r"%s, delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/"
+                         r"[0-9.]+/[0-9.]+, dsn=5\.4\.7, status=bounced "
+                         r"\(message expired: .*Mailbox busy"
+                         % relay_re(peer.port), line), line
+        raws = srv.wait_messages("alice", 1, timeout=30)
+        srv.wait_queue_empty()
+        _, rcpts = delivery_status(raws[0])
+        assert rcpts[0]["action"] == "failed"
+        assert rcpts[0]["status"] == "5.4.7"
+        assert "Mailbox busy" in rcpts[0]["diagnostic-code"]
+        text = returned_part(raws[0]).as_bytes()
+        assert b"Subject: too-late" in text
+        assert b"X-Custom: keep-me" in text
         assert peer.transactions == []
 
 

@@ -533,6 +533,25 @@ test_expand_user(void)
 	test_end();
 }
 
+/* smtpd_restriction_classes makes user-defined names known. */
+static void
+test_restriction_classes(void)
+{
+	test_begin("cfg: restriction classes");
+	test_assert(load("smtpd_restriction_classes = inside, $extra\n"
+	    "extra = strict\n"
+	    "inside = permit_mynetworks, reject\n"
+	    "strict = reject_unknown_sender_domain\n") == 0);
+	test_assert_streq(cfg_get_user("inside"), "permit_mynetworks, reject");
+	test_assert_streq(cfg_get_user("strict"),
+	    "reject_unknown_sender_domain");
+	test_assert(cfg_get_user("nothere") == NULL);
+	test_assert(cfg_get_user("myhostname") == NULL);
+	test_assert(load("inside = reject\n") == 1);
+	test_assert(has_error(":1: unknown parameter name \"inside\""));
+	test_end();
+}
+
 int
 main(void)
 {
@@ -550,6 +569,7 @@ main(void)
 	test_param_table();
 	test_set_dump();
 	test_expand_user();
+	test_restriction_classes();
 	unlink(conf_path);
 	rmdir(tmpdir);
 	free(conf_path);

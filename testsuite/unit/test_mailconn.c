@@ -6,7 +6,10 @@
  * client that stops reading stops the long answer at the high-water mark
  * and the reading of its next commands, answers resumed as it reads
  * again, the autologout timer, a client that goes away, and the byte
- * counts of the logout line.
+ * counts of the logout line.  Compression (Z turns it on, as IMAP
+ * COMPRESS does): answers sync-flushed, commands pipelined after Z,
+ * input a byte at a time, a decompression bomb kept within the input
+ * buffer, invalid data ending the session.
  */
 #include "config.h"
 
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "buf.h"
 #include "ioloop.h"
@@ -112,7 +116,18 @@ sess_input(void *ctx)
 	snprintf(cmd, sizeof(cmd), "%.*s", (int)len, line);
 	buf_consume(in, consumed);
 	executed++;
-	if (strcmp(cmd, "QUIT") == 0) {
+	if (strcmp(cmd, "Z") == 0) {
+		const char *error;
+
+		/* The answer first: it goes out uncompressed. */
+		if (mailconn_compressed(&s->conn))
+			mailconn_reply(&s->conn, "NO active");
+		else {
+			mailconn_reply(&s->conn, "OK Z");
+			if (mailconn_compress(&s->conn, &error) < 0)
+				abort();
+		}
+	} else if (strcmp(cmd, "QUIT") == 0) {
 		mailconn_reply(&s->conn, "BYE");
 		mailconn_close(&s->conn, "Logged out");
 		s->mode = MAILCONN_CLOSE;
@@ -276,6 +291,26 @@ client_send(const char *s)
 		abort();
 }
 
+static void
+client_send_len(const void *data, size_t len)
+{
+	const char *p = data;
+
+	/* The socket takes it in pieces while the loop runs. */
+	while (len > 0) {
+		ssize_t n = write(client_fd, p, len);
+
+		if (n < 0 && errno == EAGAIN) {
+			(void)run_for(5);
+			continue;
+		}
+		if (n <= 0)
+			abort();
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
 /* ---- tests ---- */
 
 static void
@@ -396,6 +431,152 @@ test_overlong(void)
 	test_end();
 }
 
+/* ---- compression ---- */
+
+/* Raw deflate of text, sync-flushed, as a client sends it. */
+static void
+zcompress(z_stream *zs, const void *data, size_t len, struct buf *out)
+{
+	char tmp[4096];
+
+	zs->next_in = (Bytef *)data;
+	zs->avail_in = (uInt)len;
+	do {
+		zs->next_out = (Bytef *)tmp;
+		zs->avail_out = sizeof(tmp);
+		if (deflate(zs, Z_SYNC_FLUSH) == Z_STREAM_ERROR)
+			abort();
+		buf_append(out, tmp, sizeof(tmp) - zs->avail_out);
+	} while (zs->avail_out == 0);
+}
+
+/* What the server sent after skip bytes of clear text, inflated. */
+static void
+zplain(size_t skip, struct buf *out)
+{
+	z_stream zs;
+	char tmp[4096];
+	int ret;
+
+	memset(&zs, 0, sizeof(zs));
+	if (inflateInit2(&zs, -15) != Z_OK)
+		abort();
+	buf_reset(out);
+	zs.next_in = (Bytef *)client_in.data + skip;
+	zs.avail_in = (uInt)(client_in.len - skip);
+	do {
+		zs.next_out = (Bytef *)tmp;
+		zs.avail_out = sizeof(tmp);
+		ret = inflate(&zs, Z_SYNC_FLUSH);
+		buf_append(out, tmp, sizeof(tmp) - zs.avail_out);
+	} while (ret == Z_OK && zs.avail_out == 0);
+	(void)inflateEnd(&zs);
+}
+
+static void
+zinit(z_stream *zs)
+{
+	memset(zs, 0, sizeof(*zs));
+	if (deflateInit2(zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK)
+		abort();
+}
+
+/* Run until the inflated answers end with want (or ms passed). */
+static bool
+zwait(const char *want, struct buf *plain, unsigned ms)
+{
+	size_t wl = strlen(want);
+	unsigned waited;
+
+	for (waited = 0; waited < ms; waited += 20) {
+		(void)run_for(20);
+		if (client_in.len < 6)
+			continue;
+		zplain(6, plain);
+		if (plain->len >= wl && memcmp(plain->data + plain->len - wl,
+		    want, wl) == 0)
+			return true;
+		if (freed)
+			break;
+	}
+	return false;
+}
+
+static void
+test_compress(void)
+{
+	struct buf z, plain;
+	z_stream zs;
+	size_t i;
+
+	test_begin("mailconn: compression both ways, pipelined after Z");
+	buf_init(&z, 0);
+	buf_init(&plain, 0);
+	zinit(&zs);
+	setup(NULL);
+	buf_append(&z, "Z\r\n", 3);
+	zcompress(&zs, "A\r\nBIG 100000\r\nZ\r\n", 18, &z);
+	client_send_len(z.data, z.len);
+	test_assert(zwait("NO active\r\n", &plain, 5000));
+	test_assert(memcmp(client_in.data, "OK Z\r\n", 6) == 0);
+	test_assert(plain.len == strlen("OK A\r\n+OK\r\n") + 100000 +
+	    strlen("\r\n.\r\nNO active\r\n"));
+	test_assert(memcmp(plain.data, "OK A\r\n+OK\r\nxxx", 14) == 0);
+	/* 100000 x's: the compressed answer is much smaller. */
+	test_assert(client_in.len < 10000);
+	test_end();
+
+	test_begin("mailconn: compressed input a byte at a time");
+	buf_reset(&z);
+	zcompress(&zs, "B\r\nC\r\n", 6, &z);
+	for (i = 0; i < z.len; i++) {
+		client_send_len(z.data + i, 1);
+		(void)run_for(2);
+	}
+	test_assert(zwait("OK B\r\nOK C\r\n", &plain, 5000));
+	test_end();
+
+	test_begin("mailconn: a decompression bomb stays in the buffer");
+	buf_reset(&z);
+	{
+		char *mb = xmalloc(1024 * 1024);
+
+		memset(mb, 'a', 1024 * 1024);
+		for (i = 0; i < 16; i++)
+			zcompress(&zs, mb, 1024 * 1024, &z);
+		free(mb);
+	}
+	zcompress(&zs, "\r\nQUIT\r\n", 8, &z);
+	/* 16 MB in about 16 KB. */
+	test_assert(z.len < 64 * 1024);
+	client_send_len(z.data, z.len);
+	test_assert(run_until_freed(10000));
+	client_event(client_fd, IOLOOP_READ, NULL);
+	zplain(6, &plain);
+	test_assert(strstr(buf_cstr(&plain), "ERR too long\r\nBYE\r\n") !=
+	    NULL);
+	test_assert_streq(freed_reason, "Logged out");
+	teardown();
+	test_end();
+
+	test_begin("mailconn: invalid compressed data end the session");
+	setup(NULL);
+	client_send("Z\r\n\xff\xff\xff\xff" "A\r\n");
+	test_assert(run_until_freed(5000));
+	client_event(client_fd, IOLOOP_READ, NULL);
+	test_assert(client_in.len >= 6 &&
+	    memcmp(client_in.data, "OK Z\r\n", 6) == 0);
+	test_assert_streq(freed_reason, "Disconnected: Invalid compressed "
+	    "data");
+	test_assert(executed == 1);
+	teardown();
+	test_end();
+	(void)deflateEnd(&zs);
+	buf_free(&z);
+	buf_free(&plain);
+}
+
 int
 main(void)
 {
@@ -407,7 +588,8 @@ main(void)
 	test_client_gone();
 	test_idle();
 	test_overlong();
-	test_assert(sessions_ended == 6);
+	test_compress();
+	test_assert(sessions_ended == 8);
 	buf_free(&client_in);
 	return test_done();
 }

@@ -28,7 +28,17 @@ test_good(void)
 	test_assert_streq(r.dsn, "2.0.0");
 	test_assert_streq(r.relay, "mx.example.org[192.0.2.1]:25");
 	test_assert_streq(r.text, "250 2.0.0 Ok: queued as X");
+	test_assert(!r.relayed);
 	qmgr_agent_reply_free(&r);
+
+	/* sent to a server without DSN */
+	test_assert(qmgr_agent_reply_parse("RCPT 2 relayed 2.0.0 "
+	    "mx.example.org[192.0.2.1]:25 250+20Ok", &r, &err) == 0);
+	test_assert(r.status == QMGR_STATUS_SENT);
+	test_assert(r.relayed);
+	qmgr_agent_reply_free(&r);
+	test_assert(qmgr_agent_reply_parse("RCPT 2 relayed 4.0.0 "
+	    "mx.example.org[192.0.2.1]:25 x", &r, &err) == -1);
 
 	test_assert(qmgr_agent_reply_parse("RCPT 0 defer 4.4.1 none "
 	    "connect+20to+20x[192.0.2.1]:25:+20Connection+20refused", &r,

@@ -524,15 +524,37 @@ test_virtual_mailbox(void)
 	mb = NULL;
 	test_assert(rewrite_virtual_mailbox("zz@other.example", &mb, &uid,
 	    &gid, &why) == 0);
+	/* An entry local cannot use is not a table failure: smtpd
+	 * accepts the first, answers 451 to the second. */
 	set("virtual_minimum_uid", "6000");
 	test_assert(rewrite_virtual_mailbox("v1@vm.example", &mb, &uid, &gid,
-	    &why) == -1);
+	    &why) == REWRITE_VMBOX_UNUSABLE);
 	test_assert(strstr(why, "virtual_minimum_uid") != NULL);
 	set("virtual_minimum_uid", "100");
 	set("virtual_uid_maps", "");
 	test_assert(rewrite_virtual_mailbox("v1@vm.example", &mb, &uid, &gid,
-	    &why) == -1);
+	    &why) == REWRITE_VMBOX_UNUSABLE);
 	test_assert(strstr(why, "virtual_uid_maps") != NULL);
+	set("virtual_uid_maps", "inline:{ v1@vm.example=5000 }");
+	test_assert(rewrite_virtual_mailbox("zz@vm.example", &mb, &uid, &gid,
+	    &why) == REWRITE_VMBOX_UNUSABLE);
+	test_assert(strstr(why, "no entry") != NULL);
+	set("virtual_uid_maps", "inline:{ @vm.example=x5 }");
+	test_assert(rewrite_virtual_mailbox("v1@vm.example", &mb, &uid, &gid,
+	    &why) == REWRITE_VMBOX_UNUSABLE);
+	test_assert(strstr(why, "bad number") != NULL);
+	set("virtual_uid_maps", "static:5000");
+	/* A table that cannot be read: nothing is known. */
+	set("virtual_mailbox_maps", "hash:/nonexistent/postern-vmbox");
+	test_assert(rewrite_virtual_mailbox("v1@vm.example", &mb, &uid, &gid,
+	    &why) == REWRITE_VMBOX_TEMPFAIL);
+	test_assert(mb == NULL);
+	set("virtual_uid_maps", "hash:/nonexistent/postern-uid");
+	set("virtual_mailbox_maps", "inline:{ v1@vm.example=vm.example/v1/ }");
+	test_assert(rewrite_virtual_mailbox("v1@vm.example", &mb, &uid, &gid,
+	    &why) == REWRITE_VMBOX_TEMPFAIL);
+	test_assert(mb == NULL);
+	set("virtual_uid_maps", "static:5000");
 	test_end();
 
 	test_begin("virtual mailbox: passwd-file users");

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "smtp_parse.h"
 #include "test.h"
+#include "xmalloc.h"
 
 /* Feed lines separated by '\n'; return the last add_line result. */
 static int
@@ -369,6 +370,87 @@ test_nexthop(void)
 	test_end();
 }
 
+/* Quoted-printable of in, fed in pieces of step bytes (0: whole). */
+static char *
+qp_run(const char *in, size_t step)
+{
+	struct smtp_qp q;
+	struct buf out;
+	size_t len = strlen(in), off, n;
+	char *r;
+
+	buf_init(&out, 0);
+	smtp_qp_init(&q);
+	for (off = 0; off < len; off += n) {
+		n = step == 0 || len - off < step ? len - off : step;
+		smtp_qp_feed(&q, in + off, n, &out);
+	}
+	smtp_qp_finish(&q, &out);
+	r = xstrdup(buf_cstr(&out));
+	buf_free(&out);
+	return r;
+}
+
+static void
+qp_check(const char *in, const char *want)
+{
+	char *got;
+	size_t step;
+
+	for (step = 0; step < 4; step++) {
+		got = qp_run(in, step);
+		test_assert_streq(got, want);
+		free(got);
+	}
+}
+
+static void
+test_qp(void)
+{
+	char in[200], want[300];
+	size_t i;
+
+	test_begin("qp: 8-bit bytes and '=' encoded, ASCII kept");
+	qp_check("caf\xc3\xa9 = 100%\n", "caf=C3=A9 =3D 100%\n");
+	test_end();
+
+	test_begin("qp: white space at a line end encoded (rule 3)");
+	qp_check("a \nb\t\nc d", "a=20\nb=09\nc d");
+	qp_check("end ", "end=20");
+	test_end();
+
+	test_begin("qp: CR LF is a line end, a bare CR content");
+	qp_check("a\r\nb\rc\r", "a\nb=0Dc=0D");
+	test_end();
+
+	test_begin("qp: long lines get soft breaks, 76 at most");
+	memset(in, 'x', 160);
+	in[160] = '\n';
+	in[161] = '\0';
+	memset(want, 'x', 75);
+	memcpy(want + 75, "=\n", 2);
+	memset(want + 77, 'x', 75);
+	memcpy(want + 152, "=\n", 2);
+	memset(want + 154, 'x', 10);
+	memcpy(want + 164, "\n", 2);
+	qp_check(in, want);
+	for (i = 0; i < 40; i++)
+		in[i] = (char)0xe9;
+	in[40] = '\0';
+	{
+		char *got = qp_run(in, 1);
+		char *line = got, *nl;
+
+		while ((nl = strchr(line, '\n')) != NULL) {
+			test_assert(nl - line <= 76);
+			line = nl + 1;
+		}
+		test_assert(strlen(line) <= 76);
+		free(got);
+	}
+	test_end();
+}
+
 int
 main(void)
 {
@@ -376,5 +458,6 @@ main(void)
 	test_ehlo();
 	test_encoder();
 	test_nexthop();
+	test_qp();
 	return test_done();
 }

@@ -181,6 +181,62 @@ test_host_lookups(void)
 	test_end();
 }
 
+/* Tutorial spellings: ".domain", "192.168.2.", sendmail's tags. */
+static void
+test_tutorial_keys(void)
+{
+	char *path = write_table("tutorial",
+	    ".edu.example           OK\n"
+	    "192.168.7.             REJECT\n"
+	    "10.1.2.3.4.            odd\n"
+	    "from:boss@example.com  REJECT from\n"
+	    "to:boss@example.com    REJECT to\n"
+	    "connect:192.0.2.9      REJECT connect\n"
+	    "boss@example.com       plain\n");
+	char *spec = NULL;
+	const char *error = NULL;
+	struct smtpd_access_map *am;
+
+	test_begin("access: tutorial keys and sendmail tags");
+	if (asprintf(&spec, "texthash:%s", path) < 0)
+		abort();
+	am = smtpd_access_map_new(spec);
+	/* ".domain" matches subdomains with the default parent style */
+	check_lookup(smtpd_access_find_domain, am, "www.cs.edu.example",
+	    "OK");
+	check_lookup(smtpd_access_find_domain, am, "edu.example", NULL);
+	/* "192.168.7." is the network 192.168.7 */
+	check_lookup(smtpd_access_find_ip, am, "192.168.7.20", "REJECT");
+	check_lookup(smtpd_access_find_ip, am, "192.168.70.1", NULL);
+	check_lookup(smtpd_access_find_ip, am, "10.1.2.3", NULL);
+	/* tags count only with sendmail_access_tags = yes */
+	smtpd_access_map_tag(am, "from");
+	check_lookup(smtpd_access_find_mail, am, "boss@example.com",
+	    "plain");
+	smtpd_access_map_free(&am);
+	test_assert(cfg_set("sendmail_access_tags", "yes", &error) == 0);
+	am = smtpd_access_map_new(spec);
+	smtpd_access_map_tag(am, "from");
+	check_lookup(smtpd_access_find_mail, am, "boss@example.com",
+	    "REJECT from");
+	smtpd_access_map_tag(am, "to");
+	check_lookup(smtpd_access_find_mail, am, "Boss@Example.com",
+	    "REJECT to");
+	smtpd_access_map_tag(am, "connect");
+	check_lookup(smtpd_access_find_ip, am, "192.0.2.9", "REJECT connect");
+	check_lookup(smtpd_access_find_mail, am, "boss@example.com",
+	    "plain");
+	smtpd_access_map_tag(am, NULL);
+	check_lookup(smtpd_access_find_ip, am, "192.0.2.9", NULL);
+	check_lookup(smtpd_access_find_mail, am, "boss@example.com",
+	    "plain");
+	smtpd_access_map_free(&am);
+	test_assert(cfg_set("sendmail_access_tags", "no", &error) == 0);
+	free(spec);
+	free(path);
+	test_end();
+}
+
 static void
 test_parse(void)
 {
@@ -479,6 +535,7 @@ main(void)
 	cfg_load(NULL);
 	test_mail_lookups();
 	test_host_lookups();
+	test_tutorial_keys();
 	test_parse();
 	test_dsn();
 	test_resolve();
