@@ -29,6 +29,18 @@
 
 static struct imap_user *imap_users;
 
+/*
+ * A mailbox that no session has any more stays open this long (at most
+ * this many per user), so that a client that selects it again, or logs
+ * in again (clients reconnect often), finds its view built: the SELECT
+ * then only syncs instead of reading the whole mailbox (a big one takes
+ * seconds).  The view stays current meanwhile through inotify.  It is
+ * closed at once when the folder is deleted or renamed here, and at the
+ * exit of the process.
+ */
+#define IMAP_MBOX_LINGER_MS	(30 * 1000)
+#define IMAP_MBOX_LINGER_MAX	8
+
 /* ---- users ---- */
 
 struct imap_user *
@@ -125,13 +137,16 @@ imap_mbox_find(struct imap_user *u, const char *name, bool readonly)
 {
 	struct imap_mbox *m;
 
+	/* A gone one is kept only for the sessions that still show it. */
 	for (m = u->mboxes; m != NULL; m = m->next)
-		if (m->readonly == readonly && strcmp(m->name, name) == 0)
+		if (m->readonly == readonly && !m->gone &&
+		    strcmp(m->name, name) == 0)
 			return m;
 	return NULL;
 }
 
 static void imap_mbox_notify(int fd, int events, void *ctx);
+static void imap_mbox_free(struct imap_mbox *m);
 
 /* Sessions that see this mailbox must report what the sync found. */
 static void
@@ -291,16 +306,45 @@ imap_mbox_notify(int fd, int events, void *ctx)
 		    imap_mbox_sync_timer, m);
 }
 
+/*
+ * A read-only mailbox that no session has while the read-write one of
+ * the same name is open would keep showing as \Recent what a session
+ * of the read-write one takes (its view carries \Recent from when the
+ * file was in new/): it is closed, so the next EXAMINE or STATUS opens
+ * it anew and sees what is left.
+ */
+static void
+imap_mbox_drop_readonly(struct imap_user *u, const char *name)
+{
+	struct imap_mbox *m, *next;
+
+	for (m = u->mboxes; m != NULL; m = next) {
+		next = m->next;
+		if (m->readonly && m->refs == 0 && strcmp(m->name, name) == 0)
+			imap_mbox_free(m);
+	}
+}
+
 struct imap_mbox *
 imap_mbox_get(struct imap_user *u, const char *name, bool readonly,
     int *kind_r, const char **error_r)
 {
-	struct imap_mbox *m = imap_mbox_find(u, name, readonly);
+	struct imap_mbox *m;
 	int fd;
 
+	if (!readonly)
+		imap_mbox_drop_readonly(u, name);
+	m = imap_mbox_find(u, name, readonly);
 	*kind_r = 0;
+	if (m != NULL && m->refs == 0 && store_folder_exists(u->su,
+	    name) == 0) {
+		/* Kept open, and deleted meanwhile by another program. */
+		imap_mbox_free(m);
+		m = NULL;
+	}
 	if (m != NULL) {
 		m->refs++;
+		timer_remove(&m->linger_timer);
 		return m;
 	}
 	if (store_folder_exists(u->su, name) == 0) {
@@ -331,18 +375,12 @@ imap_mbox_get(struct imap_user *u, const char *name, bool readonly,
 	return m;
 }
 
-void
-imap_mbox_unref(struct imap_mbox **mp)
+static void
+imap_mbox_free(struct imap_mbox *m)
 {
-	struct imap_mbox *m = *mp, **pp;
-	struct imap_user *u;
+	struct imap_mbox **pp;
+	struct imap_user *u = m->u;
 
-	*mp = NULL;
-	if (m == NULL || --m->refs > 0)
-		return;
-	if (m->sessions != NULL)
-		log_panic("imap_mbox_unref: sessions still attached");
-	u = m->u;
 	for (pp = &u->mboxes; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == m) {
 			*pp = m->next;
@@ -351,12 +389,97 @@ imap_mbox_unref(struct imap_mbox **mp)
 	io_remove(&m->notify_io);
 	timer_remove(&m->sync_timer);
 	timer_remove(&m->poke_timer);
+	timer_remove(&m->linger_timer);
 	imap_mbox_cache_clear(m);
 	store_mailbox_close(&m->mb);
 	free(m->ghosts);
 	free(m->name);
 	free(m);
 	imap_user_unref(&u);
+}
+
+static void
+imap_mbox_linger_end(void *ctx)
+{
+	struct imap_mbox *m = ctx;
+
+	m->linger_timer = NULL;
+	/* STATUS may have taken it meanwhile (imap_status_open()). */
+	if (m->refs == 0)
+		imap_mbox_free(m);
+}
+
+/*
+ * m has no user left: keep it open a while.  Before, close the oldest
+ * (last in the list) unused one of the user when there are too many.
+ */
+static void
+imap_mbox_linger(struct imap_mbox *m)
+{
+	struct imap_mbox *o, *last = NULL;
+	unsigned int n = 0;
+
+	for (o = m->u->mboxes; o != NULL; o = o->next)
+		if (o != m && o->refs == 0) {
+			n++;
+			last = o;
+		}
+	if (n >= IMAP_MBOX_LINGER_MAX && last != NULL)
+		imap_mbox_free(last);
+	/* Nobody can ask for expunged messages any more. */
+	free(m->ghosts);
+	m->ghosts = NULL;
+	m->nghosts = m->capghosts = 0;
+	/*
+	 * \Recent (RFC 3501 §2.3.2) as a new open would give it, so that
+	 * what a client sees does not depend on whether the mailbox was
+	 * still open: a read-write mailbox keeps what it gave (a message
+	 * is \Recent in one session only, and a new open would not see it
+	 * so either: it was taken out of new/); a read-only one gives
+	 * \Recent away without taking it, so it forgets it gave it; and
+	 * what this process saved is \Recent only while a session has the
+	 * mailbox open (a new open does not know it was saved here).
+	 */
+	if (m->readonly)
+		m->recent_upto = 0;
+	m->fresh_upto = 0;
+	timer_remove(&m->linger_timer);
+	m->linger_timer = timer_add(IMAP_MBOX_LINGER_MS, imap_mbox_linger_end,
+	    m);
+}
+
+void
+imap_mbox_unref(struct imap_mbox **mp)
+{
+	struct imap_mbox *m = *mp;
+
+	*mp = NULL;
+	if (m == NULL || --m->refs > 0)
+		return;
+	if (m->sessions != NULL)
+		log_panic("imap_mbox_unref: sessions still attached");
+	if (m->gone || (m->readonly && imap_mbox_find(m->u, m->name,
+	    false) != NULL))
+		imap_mbox_free(m);	/* see imap_mbox_drop_readonly() */
+	else
+		imap_mbox_linger(m);
+}
+
+/* At exit: close what no session has (the rest goes with them). */
+static void
+imap_mbox_linger_close_all(void)
+{
+	struct imap_user *u;
+	struct imap_mbox *m;
+
+again:
+	for (u = imap_users; u != NULL; u = u->next)
+		for (m = u->mboxes; m != NULL; m = m->next)
+			if (m->refs == 0) {
+				/* May free u: start over. */
+				imap_mbox_free(m);
+				goto again;
+			}
 }
 
 static void
@@ -430,20 +553,29 @@ imap_mbox_cache_put(struct imap_mbox *m, uint32_t uid,
 void
 imap_mbox_gone(struct imap_user *u, const char *name)
 {
-	struct imap_mbox *m;
+	struct imap_mbox *m, *next;
 	size_t len = strlen(name);
 
 	/*
 	 * Sessions that selected it see every message expunged at their
 	 * next chance and then an empty mailbox, as RFC 9051 §6.3.4 lets
-	 * a server treat a mailbox deleted under a session.
+	 * a server treat a mailbox deleted under a session.  One that no
+	 * session has is closed now: its view and its inotify watch are of
+	 * a folder that is no more (a new one of the same name is another
+	 * mailbox).  The user stays: the caller's session holds it.
 	 */
-	for (m = u->mboxes; m != NULL; m = m->next) {
+	for (m = u->mboxes; m != NULL; m = next) {
 		const char *error;
 
+		next = m->next;
 		if (strncmp(m->name, name, len) != 0 ||
 		    (m->name[len] != '\0' && m->name[len] != '/'))
 			continue;
+		m->gone = true;
+		if (m->refs == 0) {
+			imap_mbox_free(m);
+			continue;
+		}
 		if (imap_mbox_sync(m, &error) < 0)
 			log_debug("imap(%s): %s is gone: %s", u->user,
 			    m->name, error);
@@ -453,5 +585,8 @@ imap_mbox_gone(struct imap_user *u, const char *name)
 int
 main(int argc, char **argv)
 {
-	return mailproc_main("imap", argc, argv, imap_session_new);
+	int ret = mailproc_main("imap", argc, argv, imap_session_new);
+
+	imap_mbox_linger_close_all();
+	return ret;
 }

@@ -141,6 +141,9 @@ struct imap_mbox {
 	struct io	*notify_io;
 	struct timer	*sync_timer;
 	struct timer	*poke_timer;	/* idling sessions to be told */
+	/* Running while no one has it: kept open a while (imap.c). */
+	struct timer	*linger_timer;
+	bool		 gone;		/* deleted or renamed: never reused */
 	/* Bumped whenever messages left the store view. */
 	uint64_t	 expunge_gen;
 	/* \Recent of UIDs up to this was given to a session already. */
@@ -419,8 +422,9 @@ int	imap_msg_read_range(struct store_mailbox *mb, uint32_t idx,
 
 /* ---- object ids (imap_objectid.c, RFC 8474) ---- */
 
-/* Room for an EMAILID with its NUL. */
-#define IMAP_OBJECTID_MAX	32
+/* Room for an EMAILID or a MAILBOXID (a store id, STORE_GUID_LEN) with
+ * its NUL. */
+#define IMAP_OBJECTID_MAX	48
 /*
  * The EMAILID of message sm of m (RFC 8474 §5.1) into out (size >=
  * IMAP_OBJECTID_MAX): "M" and 16 hex digits of the mailbox's UIDVALIDITY

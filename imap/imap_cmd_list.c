@@ -618,9 +618,42 @@ imap_store_name(struct imap_session *s, const char *utf8, struct buf *out)
 	return true;
 }
 
+/*
+ * The MAILBOXID of a folder just made, for CREATE's OK (RFC 8474 §4.1):
+ * its first sync makes the UID map, which holds the id.  false when
+ * there is none to give (a name ending in the separator makes no
+ * mailbox in mbox; a map that cannot be written): the code is then left
+ * out rather than an id given that would change later.
+ */
+static bool
+imap_create_id(struct imap_session *s, const char *name, char *id,
+    size_t size)
+{
+	struct store_mailbox *mb;
+	const char *error, *guid = NULL;
+	char *plain = xstrdup(name);
+	size_t len = strlen(plain);
+	int r;
+
+	/* "a/" (RFC 3501 §6.3.3) made the mailbox "a" in Maildir. */
+	if (len > 1 && plain[len - 1] == '/')
+		plain[len - 1] = '\0';
+	r = store_mailbox_open(s->u->su, plain, 0, &mb, &error);
+	free(plain);
+	if (r < 0)
+		return false;
+	if (store_mailbox_sync(mb, NULL, &error) == 0)
+		guid = store_mailbox_guid(mb);
+	if (guid != NULL)
+		(void)snprintf(id, size, "%s", guid);
+	store_mailbox_close(&mb);
+	return guid != NULL;
+}
+
 void
 imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 {
+	char id[IMAP_OBJECTID_MAX];
 	const struct imap_cmd_create *c = &cmd->u.create;
 	const char *error = "";
 	struct buf name, attrs;
@@ -690,11 +723,17 @@ imap_cmd_create(struct imap_session *s, const struct imap_command *cmd)
 		imap_uses_free(&uses);
 	} else if (r == 0)
 		imap_uses_moved(s, buf_cstr(&name), NULL);	/* stale */
+	if (r == 0 && !imap_create_id(s, buf_cstr(&name), id, sizeof(id)))
+		id[0] = '\0';
 	buf_free(&attrs);
 	buf_free(&name);
 	switch (r) {
 	case 0:
-		imap_tagged(s, "OK", "Create completed.");
+		if (id[0] != '\0')
+			imap_tagged(s, "OK", "[MAILBOXID (%s)] Create "
+			    "completed.", id);
+		else
+			imap_tagged(s, "OK", "Create completed.");
 		break;
 	case STORE_ERR_EXISTS:
 		imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already "

@@ -19,6 +19,22 @@
 #include "store.h"
 #include "xmalloc.h"
 
+/*
+ * The MAILBOXID of m (RFC 8474 §4): the store's id of the mailbox, which
+ * a RENAME keeps and a DELETE ends.  Only a mailbox whose UID map cannot
+ * be written has none; it gets the name-based id of imap_mbox_id().
+ */
+static void
+select_mbox_id(struct imap_mbox *m, char *id, size_t size)
+{
+	const char *guid = store_mailbox_guid(m->mb);
+
+	if (guid != NULL)
+		(void)snprintf(id, size, "%s", guid);
+	else
+		imap_mbox_id(m, id, size);
+}
+
 /* Answer NO for a mailbox that could not be opened. */
 static void
 imap_open_failed(struct imap_session *s, int kind, const char *error)
@@ -182,7 +198,7 @@ imap_cmd_select(struct imap_session *s, const struct imap_command *cmd)
 	    store_mailbox_uidvalidity(mb));
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID",
 	    store_mailbox_uidnext(mb));
-	imap_mbox_id(m, id, sizeof(id));
+	select_mbox_id(m, id, sizeof(id));
 	imap_reply(s, "* OK [MAILBOXID (%s)] Ok", id);	/* RFC 8474 §4.2 */
 	if (s->condstore) {
 		/* RFC 7162 §3.1.2 */
@@ -361,7 +377,7 @@ imap_status_items(struct imap_session *s, struct imap_mbox *m,
 	if ((items & IMAP_STATUS_MAILBOXID) != 0) {
 		char id[IMAP_OBJECTID_MAX];
 
-		imap_mbox_id(m, id, sizeof(id));
+		select_mbox_id(m, id, sizeof(id));
 		ITEM(IMAP_STATUS_MAILBOXID, "MAILBOXID (%s)", id);
 	}
 	ITEM(IMAP_STATUS_APPENDLIMIT, "APPENDLIMIT %s",

@@ -102,6 +102,16 @@ uint32_t store_mailbox_count(const struct store_mailbox *mb);
 uint32_t store_mailbox_uidvalidity(const struct store_mailbox *mb);
 uint32_t store_mailbox_uidnext(const struct store_mailbox *mb);
 uint64_t store_mailbox_highestmodseq(const struct store_mailbox *mb);
+/*
+ * The mailbox's own id: 128 random bits in lower-case hex, made once
+ * when its UID map is made (or taken from a Dovecot uidlist's G field)
+ * and kept in the map's header, so it follows the folder through a
+ * rename and a folder made again under an old name gets a new one (an
+ * IMAP MAILBOXID, RFC 8474 §4).  A map from before ids is given one
+ * here.  NULL when the mailbox has no map or it cannot be written.
+ */
+#define STORE_GUID_LEN	32
+const char *store_mailbox_guid(struct store_mailbox *mb);
 /* Number of messages that are \Recent for this opener (RFC 3501). */
 uint32_t store_mailbox_recent(const struct store_mailbox *mb);
 /* Index of uid, or -1 when it is not in the view. */

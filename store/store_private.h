@@ -66,6 +66,7 @@ struct store_uidmap {
 	bool		 exists;	/* the file was found and read */
 	uint32_t	 uidvalidity;
 	uint32_t	 next_uid;
+	char		 guid[STORE_GUID_LEN + 1];	/* "" when none */
 	struct store_uidrec **recs;	/* sorted by uid */
 	size_t		 count, cap;
 	size_t		 dead;
@@ -94,6 +95,7 @@ struct store_uidhdr {
 	int		 version;	/* ours: 1; Dovecot: 1 or 3 */
 	uint32_t	 uidvalidity;
 	uint32_t	 next_uid;
+	char		 guid[STORE_GUID_LEN + 1];	/* G: "" when none */
 };
 
 /*

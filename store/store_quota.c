@@ -339,8 +339,10 @@ quota_maildirsize_read(const char *path, const struct store_quota_limit *l,
 		c = strtoll(line, &end, 10);
 		if (end == line || *end != '\0' || errno != 0)
 			return 0;
-		bytes += b;
-		count += c;
+		/* Sums that do not fit are a damaged file: recount. */
+		if (__builtin_add_overflow(bytes, b, &bytes) ||
+		    __builtin_add_overflow(count, c, &count))
+			return 0;
 	}
 	if (bytes < 0 || count < 0)
 		return 0;

@@ -3,13 +3,18 @@
  * the store that cannot be rebuilt.  It is text, one LF-terminated line
  * per entry:
  *
- *   postern-uidlist 1 V<uidvalidity> N<nextuid>
+ *   postern-uidlist 1 V<uidvalidity> N<nextuid> G<guid>
  *   <uid> [<field>...] :<key>
  *   -<uid>
  *
  * The first line is the header.  N is the next UID when the file was
  * written; records appended later raise it (the next UID is the larger of
  * N and the highest UID in the file + 1, so a UID is never given twice).
+ * G is the mailbox's id (store_mailbox_guid()): 32 lower-case hex digits,
+ * random, written when the map is made and at every compaction, so the
+ * id lives exactly as long as the map, which moves with the folder on a
+ * rename and goes with it on a delete.  Maps written before G existed
+ * get one at their next rewrite; a G that does not parse is ignored.
  *
  * A record maps a UID (1 .. 2^32-2, decimal) to a key: for Maildir the
  * base name of the message file (its name without the ":2,flags" part,
@@ -58,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +138,51 @@ store_parse_hex(const char **p, const char *end, uint64_t *v_r)
 	return 0;
 }
 
+/*
+ * A G token's value (p..tend, after the 'G') into guid: exactly
+ * STORE_GUID_LEN hex digits, kept in lower case.  Anything else leaves
+ * guid empty: the id is then made anew rather than the map set aside.
+ */
+static void
+store_parse_guid(const char *p, const char *tend,
+    char guid[STORE_GUID_LEN + 1])
+{
+	size_t i;
+
+	guid[0] = '\0';
+	if (tend - p != STORE_GUID_LEN)
+		return;
+	for (i = 0; i < STORE_GUID_LEN; i++) {
+		char c = p[i];
+
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return;
+		guid[i] = c;
+	}
+	guid[STORE_GUID_LEN] = '\0';
+}
+
+/* A fresh random id into guid; "" when the kernel gives no randomness
+ * (the map is then written without one and gets it later). */
+static void
+store_guid_new(char guid[STORE_GUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[STORE_GUID_LEN / 2];
+	size_t i;
+
+	guid[0] = '\0';
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		return;
+	for (i = 0; i < sizeof(r); i++) {
+		guid[2 * i] = hex[r[i] >> 4];
+		guid[2 * i + 1] = hex[r[i] & 0xf];
+	}
+	guid[STORE_GUID_LEN] = '\0';
+}
+
 /* End of the space-separated token at p. */
 static const char *
 store_token_end(const char *p, const char *end)
@@ -175,7 +226,8 @@ store_uidlist_parse_header(const char *line, size_t len,
 				hdr_r->next_uid = (uint32_t)v;
 				have_n = true;
 			}
-		}
+		} else if (p < tend && *p == 'G')
+			store_parse_guid(p + 1, tend, hdr_r->guid);
 		p = tend;
 	}
 	if (!have_v || !have_n || hdr_r->uidvalidity == 0 ||
@@ -322,7 +374,9 @@ store_dovecot_parse_header(const char *line, size_t len,
 					hdr_r->uidvalidity = (uint32_t)v;
 				else
 					hdr_r->next_uid = (uint32_t)v;
-			}
+			} else if (p < tend && *p == 'G')
+				/* Dovecot's mailbox GUID: the same id. */
+				store_parse_guid(p + 1, tend, hdr_r->guid);
 			p = tend;
 		}
 	} else
@@ -433,6 +487,7 @@ store_uidmap_clear(struct store_uidmap *m)
 	m->exists = false;
 	m->uidvalidity = 0;
 	m->next_uid = 0;
+	m->guid[0] = '\0';
 	m->dev = 0;
 	m->ino = 0;
 	m->read_off = 0;
@@ -692,6 +747,7 @@ store_uidmap_read(struct store_uidmap *m, bool force, const char **error_r)
 		m->dev = st.st_dev;
 		m->ino = st.st_ino;
 		m->uidvalidity = hdr.uidvalidity;
+		memcpy(m->guid, hdr.guid, sizeof(m->guid));
 		if (hdr.next_uid > m->next_uid)
 			m->next_uid = hdr.next_uid;
 		start = (size_t)(nl - data) + 1;
@@ -819,15 +875,17 @@ int
 store_uidmap_create(struct store_uidmap *m, uint32_t uidvalidity,
     const char **error_r)
 {
-	char hdr[128];
+	char hdr[128], guid[STORE_GUID_LEN + 1];
 	int len;
 
 	if (m->exists)
 		return 0;
 	if (uidvalidity == 0)
 		uidvalidity = 1;
-	len = snprintf(hdr, sizeof(hdr), "%s V%" PRIu32 " N1\n",
-	    STORE_UIDLIST_MAGIC, uidvalidity);
+	store_guid_new(guid);
+	len = snprintf(hdr, sizeof(hdr), "%s V%" PRIu32 " N1%s%s\n",
+	    STORE_UIDLIST_MAGIC, uidvalidity, guid[0] != '\0' ? " G" : "",
+	    guid);
 	if (store_uidmap_replace(m, hdr, (size_t)len, error_r) < 0)
 		return -1;
 	return store_uidmap_read(m, true, error_r);
@@ -965,9 +1023,13 @@ store_uidmap_compact(struct store_uidmap *m, const char **error_r)
 		log_panic("store_uidmap_compact: %s not locked", m->path);
 	if (store_uidmap_commit(m, true, error_r) < 0)
 		return -1;
+	/* A map from before mailbox ids gets one now (see the top). */
+	if (m->guid[0] == '\0')
+		store_guid_new(m->guid);
 	buf_init(&b, 0);
-	buf_printf(&b, "%s V%" PRIu32 " N%" PRIu32 "\n", STORE_UIDLIST_MAGIC,
-	    m->uidvalidity, m->next_uid);
+	buf_printf(&b, "%s V%" PRIu32 " N%" PRIu32 "%s%s\n",
+	    STORE_UIDLIST_MAGIC, m->uidvalidity, m->next_uid,
+	    m->guid[0] != '\0' ? " G" : "", m->guid);
 	for (i = 0; i < m->count; i++) {
 		if (!m->recs[i]->dead)
 			store_uidmap_format(&b, m->recs[i]);
@@ -1072,9 +1134,12 @@ store_uidmap_import_dovecot(struct store_uidmap *m, const char *path,
 		qsort(recs, n, sizeof(*recs), store_uidrec_cmp);
 	if (next > STORE_UID_MAX)
 		next = STORE_UID_MAX + 1;
+	if (hdr.guid[0] == '\0')
+		store_guid_new(hdr.guid);
 	buf_init(&b, 0);
-	buf_printf(&b, "%s V%" PRIu32 " N%" PRIu32 "\n", STORE_UIDLIST_MAGIC,
-	    hdr.uidvalidity, next);
+	buf_printf(&b, "%s V%" PRIu32 " N%" PRIu32 "%s%s\n",
+	    STORE_UIDLIST_MAGIC, hdr.uidvalidity, next,
+	    hdr.guid[0] != '\0' ? " G" : "", hdr.guid);
 	for (i = 0; i < n; i++) {
 		if (i > 0 && recs[i].uid == recs[i - 1].uid)
 			continue;
@@ -1092,4 +1157,38 @@ store_uidmap_import_dovecot(struct store_uidmap *m, const char *path,
 	if (store_uidmap_read(m, true, error_r) < 0)
 		return -1;
 	return 1;
+}
+
+const char *
+store_mailbox_guid(struct store_mailbox *mb)
+{
+	struct store_uidmap *m = &mb->map;
+	const char *error;
+
+	if (m->guid[0] != '\0')
+		return m->guid;
+	/* A view from the snapshot leaves the map unread. */
+	if (!m->exists && store_uidmap_refresh(m, &error) < 0) {
+		log_error("%s", error);
+		return NULL;
+	}
+	if (!m->exists)
+		return NULL;
+	if (m->guid[0] == '\0') {
+		/*
+		 * A map from before mailbox ids: rewrite it with one now,
+		 * under the lock (another process may be doing the same:
+		 * the lock re-reads the map, and the first id written is
+		 * the one that stays).
+		 */
+		if (store_uidmap_lock(m, &error) < 0) {
+			log_error("%s", error);
+			return NULL;
+		}
+		if (m->exists && m->guid[0] == '\0' &&
+		    store_uidmap_compact(m, &error) < 0)
+			log_error("%s", error);
+		store_uidmap_unlock(m);
+	}
+	return m->guid[0] != '\0' ? m->guid : NULL;
 }

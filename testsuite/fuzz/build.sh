@@ -113,6 +113,10 @@ harness imap_parse "$top/imap/imap_parse.c" "$top/imap/imap_parse_cmd.c" \
     "$top/imap/imap_parse_dump.c" "$top/imap/imap_seqset.c" \
     "$top/imap/imap_utf7.c" "$top/imap/imap_date.c" ||
     { echo "fuzz_imap_parse: build failed" >&2; status=1; }
+harness utf7 "$top/imap/imap_utf7.c" ||
+    { echo "fuzz_utf7: build failed" >&2; status=1; }
+harness imap_thread "$top/imap/imap_thread.c" "$top/common/unicase.c" ||
+    { echo "fuzz_imap_thread: build failed" >&2; status=1; }
 # The store's file readers (UID maps, mbox, message filter; the cache
 # and the modseq index), with the MIME code the cache computes with.
 cppflags="$cppflags -I$top/store"
@@ -121,6 +125,7 @@ store_srcs="$top/common/fdio.c $top/store/store.c $top/store/store_hash.c \
     $top/store/store_maildir.c $top/store/store_mbox.c \
     $top/store/store_file.c $top/store/store_index.c \
     $top/store/store_cache.c $top/store/store_cache_fill.c \
+    $top/store/store_snap.c $top/store/store_quota.c \
     $top/common/mime.c $top/common/mime_header.c $top/common/mime_decode.c"
 # shellcheck disable=SC2086
 harness store_uidlist $store_srcs ||
@@ -128,6 +133,13 @@ harness store_uidlist $store_srcs ||
 # shellcheck disable=SC2086
 harness store_cache $store_srcs ||
     { echo "fuzz_store_cache: build failed" >&2; status=1; }
+# The view snapshot reader and the Maildir++ quota file.
+# shellcheck disable=SC2086
+harness store_snap $store_srcs ||
+    { echo "fuzz_store_snap: build failed" >&2; status=1; }
+# shellcheck disable=SC2086
+harness store_quota $store_srcs ||
+    { echo "fuzz_store_quota: build failed" >&2; status=1; }
 # What posternd reads from login processes and the auth service.
 cppflags="$cppflags -I$top/master -I$top/login"
 harness master_handoff "$top/master/master_handoff_parse.c" \
@@ -152,6 +164,11 @@ harness rewrite_header "$top/smtp/rewrite.c" "$top/common/userdb.c" \
 # The outbound SMTP client's reply parser and message encoder.
 harness smtp_reply "$top/smtp/smtp_parse.c" ||
     { echo "fuzz_smtp_reply: build failed" >&2; status=1; }
+# The 8BITMIME downgrade, with the quoted-printable encoder it plans for.
+harness smtp_mime "$top/smtp/smtp_mime.c" "$top/smtp/smtp_parse.c" \
+    "$top/common/mime.c" "$top/common/mime_header.c" \
+    "$top/common/mime_decode.c" ||
+    { echo "fuzz_smtp_mime: build failed" >&2; status=1; }
 # qmgr's parser of the smtp agent's replies.
 harness qmgr_reply "$top/smtp/qmgr_proto.c" ||
     { echo "fuzz_qmgr_reply: build failed" >&2; status=1; }

@@ -323,21 +323,39 @@ def test_per_ip_connection_cap(make_server):
         s.close()
 
 
+def pop3_login_pids(srv):
+    """Running pop3-login pids of $data_directory/status (there is one
+    line per login process, pop3_login_process_min_avail of them)."""
+    try:
+        text = (srv.data / "status").read_text()
+    except FileNotFoundError:
+        return set()
+    return {int(f[1]) for f in (l.split() for l in text.splitlines())
+            if len(f) >= 2 and f[0] == "pop3-login" and f[1].isdigit()
+            and int(f[1]) > 0}
+
+
 def test_reload_replaces_login_process_keeps_tls_session(make_server):
     srv = make_server(pop3=True)
-    old = srv.service_pid("pop3-login")
+    srv.service_pid("pop3-login")
+    olds = pop3_login_pids(srv)
     p = pop_login(srv, "alice", tls=True)
     assert p.stat() == (0, 0)
+    # The login process that relays alice's TLS session.
+    m = re.search(r"pop3-login\[(\d+)\]", login_lines(srv, "alice")[-1])
+    old = int(m.group(1))
+    assert old in olds
     r = srv.postern("reload")
     assert r.returncode == 0, r.out + r.err
-    new = wait_for(lambda: (lambda st: st[0] if st and st[0] != old
-                            else None)(srv.status().get("pop3-login")))
-    assert new and proc_alive(new), srv.log_tail()
-    # New connections go to the new process ...
+    news = wait_for(lambda: (lambda st: st if st and not st & olds
+                             else None)(pop3_login_pids(srv)))
+    assert news and all(proc_alive(x) for x in news), srv.log_tail()
+    # New connections go to the new processes ...
     q = pop_login(srv, "bob", tls=True)
     q.quit()
-    assert re.search(r"pop3-login\[%d\]: Login: user=<bob>" % new,
-                     login_lines(srv, "bob")[-1])
+    m = re.search(r"pop3-login\[(\d+)\]: Login: user=<bob>",
+                  login_lines(srv, "bob")[-1])
+    assert m and int(m.group(1)) in news
     # ... while the old one still relays the session it had.
     assert proc_alive(old)
     assert p.stat() == (0, 0)

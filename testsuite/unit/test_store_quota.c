@@ -186,6 +186,16 @@ test_maildirsize(void)
 	write_file(ms, "10000S\n-5000 -9\n");
 	test_assert(store_quota_usage_loc(&loc, &l, &u, &error) == 0);
 	test_assert(u.bytes == 1505 && u.messages == 3);
+	/* sums past INT64_MAX (found by fuzz_store_quota; wrapped, they
+	 * came back as 0 and overflowed): rebuilt */
+	write_file(ms, "10000S\n9223372036854775807 0\n"
+	    "9223372036854775807 0\n2 0\n");
+	test_assert(store_quota_usage_loc(&loc, &l, &u, &error) == 0);
+	test_assert(u.bytes == 1505 && u.messages == 3);
+	write_file(ms, "10000S\n0 9223372036854775807\n"
+	    "0 9223372036854775807\n0 2\n");
+	test_assert(store_quota_usage_loc(&loc, &l, &u, &error) == 0);
+	test_assert(u.bytes == 1505 && u.messages == 3);
 	/* a half-written last line: rebuilt */
 	write_file(ms, "10000S\n1505 3\n100");
 	test_assert(store_quota_usage_loc(&loc, &l, &u, &error) == 0);
