@@ -357,7 +357,10 @@ mime_field_append(struct mime_parser *p, const char *s, size_t n)
 	if (p->field_named)
 		return;
 	colon = memchr(p->field.data, ':', p->field.len);
-	if (colon != NULL) {
+	/* The bound applies to where the colon is, not to what one feed
+	 * happened to bring: else chunking would change the answer. */
+	if (colon != NULL &&
+	    (size_t)(colon - p->field.data) <= MIME_MAX_NAME) {
 		size_t nlen = (size_t)(colon - p->field.data);
 
 		while (nlen > 0 && (p->field.data[nlen - 1] == ' ' ||
@@ -368,7 +371,7 @@ mime_field_append(struct mime_parser *p, const char *s, size_t n)
 		p->field_named = true;
 		if (p->fid == MIME_F_NONE)
 			p->field_skip = true;
-	} else if (p->field.len > MIME_MAX_NAME) {
+	} else if (colon != NULL || p->field.len > MIME_MAX_NAME) {
 		p->field_skip = true;
 	}
 	if (p->field_skip)

@@ -241,7 +241,8 @@ imap_utf7_from_utf8(const char *src, size_t len, struct buf *dest)
 	struct utf7_out o;
 	size_t i = 0;
 
-	if (!str_utf8_valid(src, len) || memchr(src, '\0', len) != NULL)
+	if (!str_utf8_valid(src, len) ||
+	    (len > 0 && memchr(src, '\0', len) != NULL))
 		return -1;
 	memset(&o, 0, sizeof(o));
 	o.dest = dest;

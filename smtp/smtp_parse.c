@@ -90,7 +90,8 @@ smtp_reply_add_text(struct smtp_reply *r, const char *line, size_t len)
 {
 	size_t i;
 
-	if (r->text.len >= SMTP_MAX_REPLY_TEXT)
+	/* Full: the separator and "..." would not fit any more. */
+	if (r->text.len >= SMTP_MAX_REPLY_TEXT - 3)
 		return;
 	if (r->text.len > 0)
 		(void)buf_append_char(&r->text, ' ');

@@ -1209,6 +1209,8 @@ test_utf7(void)
 	test_assert(imap_utf7_from_utf8("\xc3", 1, &b) < 0);
 	test_assert(imap_utf7_from_utf8("a\0b", 3, &b) < 0);
 	test_assert(imap_utf7_from_utf8("\xed\xa0\x80", 3, &b) < 0);
+	/* An empty buffer's data (found by fuzz_utf7: memchr(NULL, 0)). */
+	test_assert(imap_utf7_from_utf8(NULL, 0, &b) == 0 && b.len == 0);
 	buf_free(&b);
 	test_end();
 }

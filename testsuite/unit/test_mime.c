@@ -719,11 +719,31 @@ test_part_numbers(void)
 	test_end();
 }
 
+#define SPACES20	"                    "
+#define SPACES40	SPACES20 SPACES20
+#define SPACES60	SPACES40 SPACES20
+
 static void
 test_broken(void)
 {
 	struct mime_part *root;
 	char *s;
+
+	/* Found by fuzz_mime: white space before the colon took a field
+	 * name past the name bound in some chunkings only, so the parts
+	 * differed with how the message was fed.  check_msg() feeds it
+	 * whole, byte by byte and in 7-byte chunks. */
+	test_begin("broken: a field name padded past the bound, any chunking");
+	root = check_msg("c\r\nContent-Type" SPACES60 ":text/html\r\n\r\nx",
+	    NULL, NULL, NULL);
+	test_assert_streq(root->type, "text");
+	test_assert_streq(root->subtype, "plain");
+	mime_part_free(&root);
+	root = check_msg("c\r\nContent-Type" SPACES40 ":text/html\r\n\r\nx",
+	    NULL, NULL, NULL);
+	test_assert_streq(root->subtype, "html");
+	mime_part_free(&root);
+	test_end();
 
 	test_begin("broken: multipart without boundary is text/plain");
 	root = check_msg("Content-Type: multipart/mixed\r\n\r\nhello\r\n",

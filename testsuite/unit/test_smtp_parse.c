@@ -123,6 +123,26 @@ test_replies(void)
 		    0);
 	}
 	test_end();
+
+	/* Found by fuzz_smtp_reply: a line that ends just short of the
+	 * clip, then one more line, passed the bound by up to 3 bytes.
+	 * (The text holds whole lines: 1004, then " " and 1040.) */
+	test_begin("reply: text bounded after a line that just fits");
+	{
+		char line[1040];
+		const char *why;
+
+		smtp_reply_reset(&r);
+		memset(line, 'a', sizeof(line));
+		memcpy(line, "250-", 4);
+		test_assert(smtp_reply_add_line(&r, line, 1004, &why) == 0);
+		test_assert(smtp_reply_add_line(&r, line, sizeof(line), &why) ==
+		    0);
+		test_assert(r.text.len == SMTP_MAX_REPLY_TEXT - 3);
+		test_assert(smtp_reply_add_line(&r, "250 c", 5, &why) == 1);
+		test_assert(r.text.len <= SMTP_MAX_REPLY_TEXT);
+	}
+	test_end();
 	smtp_reply_free(&r);
 }
 
