@@ -6,6 +6,7 @@ injection attack (bytes pipelined after STARTTLS are discarded).
 """
 import pwd
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -206,3 +207,58 @@ def test_large_message_over_tls(mserver):
     for n in range(2):
         msg = mserver.wait_token("demo", "tls-big-%d" % n)[0]
         assert b"line 039999 of a big message" in msg
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="no curl")
+def test_curl_ssl_reqd(make_server, tmp_path):
+    """curl --ssl-reqd: STARTTLS on submission, STLS on pop3, STARTTLS
+    on imap, each required by the client (curl gives up when the server
+    does not offer it); the log shows TLS on every login."""
+    srv = make_server(pop3=True, imap=True)
+    tls = ["--ssl-reqd", "--insecure", "-sS", "--max-time", "60"]
+    msg = tmp_path / "msg.txt"
+    msg.write_bytes(make_msg("curl-tls-1").replace("\n", "\r\n").encode())
+    r = subprocess.run(
+        ["curl"] + tls + ["smtp://127.0.0.1:%d" % srv.submission_port,
+                          "--user", "alice:" + PASSWORD,
+                          "--mail-from", "alice@example.test",
+                          "--mail-rcpt", "alice@example.test",
+                          "--upload-file", str(msg)],
+        capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    raw = srv.wait_token("alice", "curl-tls-1")[0].decode()
+    head = raw.split("\n\n", 1)[0]
+    assert "with ESMTPSA id" in head, head
+    assert re.search(r"\(using TLSv1\.[23] with cipher \S+", head), head
+
+    r = subprocess.run(
+        ["curl"] + tls + ["pop3://127.0.0.1:%d/1" % srv.pop3_port,
+                          "--user", "alice:" + PASSWORD],
+        capture_output=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert b"Subject: curl-tls-1\r\n" in r.stdout
+    srv.wait_log(r"pop3-login\[\d+\]: Login: user=<alice>, .*, TLS")
+
+    r = subprocess.run(
+        ["curl"] + tls + ["imap://127.0.0.1:%d/INBOX;UID=1" % srv.imap_port,
+                          "--user", "alice:" + PASSWORD],
+        capture_output=True, timeout=90)
+    assert r.returncode == 0, r.stderr
+    assert b"Subject: curl-tls-1\r\n" in r.stdout
+    srv.wait_log(r"imap-login\[\d+\]: Login: user=<alice>, .*, TLS")
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="no curl")
+def test_curl_ssl_reqd_refused_without_tls(make_server):
+    """With TLS off on the server (ssl = no), curl --ssl-reqd refuses to
+    log in in clear text: the requirement is the client's, and the
+    server must not pretend to offer STARTTLS."""
+    srv = make_server(pop3=True, conf="ssl = no\n")
+    r = subprocess.run(
+        ["curl", "--ssl-reqd", "-sS", "--max-time", "30",
+         "pop3://127.0.0.1:%d/" % srv.pop3_port,
+         "--user", "alice:" + PASSWORD],
+        capture_output=True, text=True, timeout=60)
+    # curl: (64) Requested SSL level failed
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert not srv.log_lines(r"pop3-login\[\d+\]: Login: user=<alice>")
